@@ -1,0 +1,165 @@
+"""A small FastAPI app deployed to Function Compute with fc-bridge.
+
+Deploy this directory with handler ``main.handler`` (see ``s.yaml``); run it locally with
+``make run``. The lifespan opens a SQLite database that every request shares, whichever
+thread FC calls the handler from, and closes it in FC's pre_stop hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypedDict
+
+from fastapi import Cookie, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from fc_bridge import bridge
+
+
+class Store:
+    """Items kept in a SQLite database opened by the lifespan; writes are serialised."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect(":memory:", check_same_thread=False)
+        self.db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
+        self.lock = asyncio.Lock()  # bound to the loop the lifespan ran on, used by every request
+
+    async def add(self, name: str, price: float) -> int:
+        async with self.lock:
+            cursor = self.db.execute("INSERT INTO items (name, price) VALUES (?, ?)", (name, price))
+            self.db.commit()
+            return int(cursor.lastrowid or 0)
+
+    def all(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, name, price FROM items ORDER BY id").fetchall()
+        return [{"id": id_, "name": name, "price": price} for id_, name, price in rows]
+
+
+class State(TypedDict):
+    store: Store
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+    store = Store()
+    try:
+        yield {"store": store}
+    finally:
+        store.db.close()
+
+
+# Swagger UI is served from this function, not from a CDN: docs work offline and behind FC's
+# URL prefix, since every URL below is built from the request's root_path.
+app = FastAPI(title="fc-bridge example", lifespan=lifespan, docs_url=None)
+app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+
+class Item(BaseModel):
+    name: str = Field(min_length=1)
+    price: float = Field(ge=0)
+    tags: list[str] = []
+
+
+@app.get("/docs", include_in_schema=False)
+async def docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url=request.scope.get("root_path", "") + (app.openapi_url or "/openapi.json"),
+        title=f"{app.title} - docs",
+        swagger_js_url=str(request.url_for("swagger", path="swagger-ui-bundle.js")),
+        swagger_css_url=str(request.url_for("swagger", path="swagger-ui.css")),
+    )
+
+
+@app.get("/")
+async def index() -> dict[str, str]:
+    return {"message": "Hello from Function Compute"}
+
+
+@app.get("/items/{item_id}")
+async def read_item(item_id: int, q: str | None = None, limit: int = 10) -> dict[str, Any]:
+    return {"item_id": item_id, "q": q, "limit": limit}
+
+
+@app.post("/items", status_code=201)
+async def create_item(item: Item, request: Request) -> dict[str, Any]:
+    store: Store = request.state.store
+    item_id = await store.add(item.name, item.price)
+    return {"id": item_id, **item.model_dump()}
+
+
+@app.get("/items")
+async def list_items(request: Request) -> list[dict[str, Any]]:
+    store: Store = request.state.store
+    return store.all()
+
+
+@app.post("/upload")
+async def upload(
+    file: Annotated[UploadFile, File()], note: Annotated[str, Form()] = ""
+) -> dict[str, Any]:
+    data = await file.read()
+    return {
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "note": note,
+    }
+
+
+@app.post("/login")
+async def login(username: Annotated[str, Form()]) -> RedirectResponse:
+    response = RedirectResponse(app.url_path_for("me"), status_code=303)
+    response.set_cookie("session", f"user-{username}", httponly=True, samesite="lax")
+    response.set_cookie("theme", "dark")
+    return response
+
+
+@app.get("/me")
+async def me(session: Annotated[str | None, Cookie()] = None) -> dict[str, str]:
+    if session is None:
+        raise HTTPException(status_code=401, detail="Not logged in")
+    return {"session": session}
+
+
+@app.get("/go")
+async def go(request: Request) -> RedirectResponse:
+    # url_for carries the root_path: on FC's default address the prefix is kept.
+    return RedirectResponse(str(request.url_for("read_item", item_id=1)))
+
+
+@app.get("/stream")
+async def stream(n: int = 3) -> StreamingResponse:
+    async def lines() -> AsyncIterator[str]:
+        for i in range(n):
+            yield f"line {i}\n"
+            await asyncio.sleep(0)
+
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.get("/whoami")
+async def whoami(request: Request) -> dict[str, Any]:
+    """What FC says about this invocation. Credentials are live secrets: never echo them."""
+    context = request.scope.get("fc.context")
+    function = getattr(context, "function", None)
+    return {
+        "request_id": getattr(context, "request_id", None),
+        "function": getattr(function, "name", None),
+        "region": getattr(context, "region", None),
+        "has_credentials": getattr(context, "credentials", None) is not None,
+        "root_path": request.scope.get("root_path", ""),
+    }
+
+
+handler = bridge(app)
+initializer = handler.initializer
+pre_stop = handler.pre_stop

@@ -1,0 +1,23 @@
+"""The exceptions fc_bridge raises."""
+
+from __future__ import annotations
+
+
+class FCBridgeError(Exception):
+    """Base class of every exception fc_bridge raises."""
+
+
+class ConfigError(FCBridgeError, ValueError):
+    """An option given to the bridge or the CLI is not valid."""
+
+
+class LifespanError(FCBridgeError):
+    """The application's lifespan startup or shutdown failed."""
+
+
+class UnsupportedEventError(FCBridgeError, TypeError):
+    """The handler received an event that is not an HTTP request and no ``on_event`` was given."""
+
+
+class ReentrantCallError(FCBridgeError, RuntimeError):
+    """The handler was called from inside the bridge's own event loop, which would deadlock."""

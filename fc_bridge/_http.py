@@ -1,0 +1,239 @@
+"""One HTTP request through the app: the ASGI cycle and the response it leaves behind.
+
+Every front end (FC 2.0 environ, FC 3.0 event, the local server) builds a scope and a body,
+calls :func:`serve`, and converts the :class:`Response` it returns. FC buffers whole responses,
+so the cycle collects the body chunks the app sends and returns them untouched, in order, once
+the app has returned: by then everything the request started (background tasks included) has
+finished, which matters because FC may freeze the instance as soon as it has the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from ._lifespan import Lifespan
+from ._limits import Limits, Rejection
+from ._types import ASGIApp, Headers, HTTPScope, Message
+
+logger = logging.getLogger("fc_bridge.http")
+
+# Headers a function may not set on FC: the platform owns them (FC_FACTS section 4).
+RESERVED_RESPONSE_HEADERS = frozenset(
+    {b"connection", b"content-length", b"date", b"keep-alive", b"server"}
+)
+_warned: set[bytes] = set()
+
+INTERNAL_ERROR_BODY = b"Internal Server Error"
+
+
+class ResponseTooLarge(OSError):
+    """Raised inside the app's ``send`` once its body passes ``Limits.response_body``.
+
+    An ``OSError``, because ASGI 2.4 apps treat a failing ``send`` as a client that went away
+    and stop producing; the bridge answers FC's 502 in place of the response.
+    """
+
+
+class Response:
+    """What a request produced: status, headers, body chunks, and the app's exception if any."""
+
+    __slots__ = ("chunks", "error", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        chunks: list[bytes],
+        error: BaseException | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.chunks = chunks
+        self.error = error
+
+    @classmethod
+    def rejection(cls, rejection: Rejection, error: BaseException | None = None) -> Response:
+        return cls(rejection.status, rejection.headers(), [rejection.body()], error)
+
+    @classmethod
+    def internal_error(cls, error: BaseException | None = None) -> Response:
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        return cls(500, headers, [INTERNAL_ERROR_BODY], error)
+
+
+class HTTPCycle:
+    """The receive and send callables of one request, and what the app sent through them."""
+
+    __slots__ = (
+        "_body",
+        "_body_sent",
+        "_gone",
+        "_gone_event",
+        "_limit",
+        "chunks",
+        "complete",
+        "head",
+        "headers",
+        "overflow",
+        "size",
+        "status",
+    )
+
+    def __init__(self, body: bytes, *, head: bool, body_limit: int | None) -> None:
+        self._body = body
+        self._body_sent = False
+        self._gone = False
+        self._gone_event: asyncio.Event | None = None
+        self.head = head
+        self._limit = body_limit
+        self.status = 0
+        self.headers: Any = ()
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.overflow = False
+
+    async def receive(self) -> Message:
+        if not self._body_sent:
+            self._body_sent = True
+            body, self._body = self._body, b""
+            return {"type": "http.request", "body": body, "more_body": False}
+        # ASGI: after the body, receive() returns http.disconnect once the response is complete
+        # (FC never reports a client going away earlier).
+        if not self._gone:
+            if self._gone_event is None:
+                self._gone_event = asyncio.Event()
+            await self._gone_event.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body" and self.status and not self.complete:
+            body = message.get("body", b"")
+            if body and not self.head:
+                self._add(body)
+            if not message.get("more_body", False):
+                self._finish()
+        elif kind == "http.response.start" and not self.status:
+            self.status = int(message["status"])
+            self.headers = message.get("headers", ())
+        elif kind == "http.response.pathsend" and self.status and not self.complete:
+            if not self.head:
+                self._add_file(message["path"])
+            self._finish()
+        elif not self.status:
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
+        elif self.complete:
+            raise RuntimeError(
+                f"Unexpected ASGI message {kind!r} sent after the response completed."
+            )
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} sent while sending the body.")
+
+    def _grow(self, length: int) -> None:
+        self.size += length
+        if self._limit is not None and self.size > self._limit:
+            self.overflow = True
+            self.chunks = []
+            raise ResponseTooLarge(f"The response body passed {self._limit} bytes.")
+
+    def _add(self, body: bytes) -> None:
+        self._grow(len(body))
+        self.chunks.append(body if type(body) is bytes else bytes(body))
+
+    def _add_file(self, path: str) -> None:
+        # FC buffers the response anyway: one read beats FileResponse's 64 KiB chunks, each a
+        # round trip through a worker thread.
+        with open(path, "rb") as file:
+            self._grow(os.fstat(file.fileno()).st_size)  # checked before reading the file
+            self.chunks.append(file.read())
+
+    def _finish(self) -> None:
+        self.complete = True
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """The exchange is over: wake anyone waiting in receive() for the disconnect."""
+        self._gone = True
+        if self._gone_event is not None:
+            self._gone_event.set()
+
+
+async def serve(
+    app: ASGIApp,
+    lifespan: Lifespan,
+    scope: HTTPScope,
+    body: bytes,
+    limits: Limits,
+    request_id: str,
+) -> Response:
+    """Run one request through ``app`` and return the response FC should give."""
+    if not lifespan.ready:
+        await lifespan.startup(scope.get("fc.context"))
+        if lifespan.failure is not None:
+            logger.error("Answering 500 [request_id=%s]: ASGI %s", request_id, lifespan.failure)
+            return Response.internal_error()
+    scope["state"] = lifespan.state.copy()
+    cycle = HTTPCycle(body, head=scope["method"] == "HEAD", body_limit=limits.response_body)
+    error: BaseException | None = None
+    try:
+        await app(scope, cycle.receive, cycle.send)  # type: ignore[arg-type]
+    except (Exception, asyncio.CancelledError) as exc:
+        error = exc
+    cycle.hang_up()
+    return _response(cycle, error, limits, request_id)
+
+
+def _response(
+    cycle: HTTPCycle, error: BaseException | None, limits: Limits, request_id: str
+) -> Response:
+    if cycle.overflow:
+        rejection = limits.response_body_rejection(cycle.size)
+        if rejection is not None:  # always: overflow is only set past the limit
+            logger.error("Answering 502 [request_id=%s]: %s", request_id, rejection.message)
+            return Response.rejection(rejection, error)
+    if error is not None:
+        logger.error("Exception in ASGI application [request_id=%s]", request_id, exc_info=error)
+        if not cycle.complete:
+            return Response.internal_error(error)
+    elif not cycle.status:
+        logger.error("ASGI app returned without starting a response [request_id=%s]", request_id)
+        return Response.internal_error()
+    elif not cycle.complete:
+        logger.error(
+            "ASGI app returned without completing the response [request_id=%s]", request_id
+        )
+        return Response.internal_error()
+    headers = _allowed_headers(cycle.headers, cycle.size, cycle.head)
+    rejection = limits.check_response_headers(headers)
+    if rejection is not None:
+        logger.error("Answering 502 [request_id=%s]: %s", request_id, rejection.message)
+        return Response.rejection(rejection, error)
+    return Response(cycle.status, headers, cycle.chunks, error)
+
+
+def _allowed_headers(raw: Any, size: int, head: bool) -> Headers:
+    """The app's headers minus those FC reserves, warning once per name per process."""
+    headers: Headers = []
+    for name, value in raw:
+        key = name.lower()
+        if key in RESERVED_RESPONSE_HEADERS or key[:5] == b"x-fc-":
+            _warn_reserved(key, value, size, head)
+        else:
+            headers.append((name, value))
+    return headers
+
+
+def _warn_reserved(key: bytes, value: bytes, size: int, head: bool) -> None:
+    if key == b"content-length" and (head or value.strip() == str(size).encode()):
+        return  # FC sets Content-Length from the body it gets; a correct one is just redundant.
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(
+            "Dropped response header %r: FC does not let functions set it "
+            "(warned once per process).",
+            key.decode("latin-1"),
+        )

@@ -1,0 +1,139 @@
+"""The ASGI lifespan, run once per process: started by FC's initializer, stopped by pre_stop.
+
+Mangum runs startup and shutdown around every invocation; on FC an instance serves many
+requests, so the lifespan is started once (in the initializer hook, or on the first request
+when the function has no initializer configured) and shut down once, in the pre_stop hook.
+The lifespan task lives on the shared loop between the two, like under uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from typing import Any, Literal
+
+from ._types import ASGIApp, LifespanMode, LifespanScope, Message
+
+logger = logging.getLogger("fc_bridge.lifespan")
+
+Phase = Literal["idle", "starting", "running", "unsupported", "failed", "stopping", "stopped"]
+
+
+class Lifespan:
+    """Drives one app's lifespan protocol; every method runs on the shared loop."""
+
+    def __init__(self, app: ASGIApp, mode: LifespanMode) -> None:
+        self._app = app
+        self.mode = mode
+        self.state: dict[str, Any] = {}
+        self.phase: Phase = "idle"
+        self.failure: str | None = None
+        # True once requests may be served without waiting for startup.
+        self.ready = mode == "off"
+        self._started: asyncio.Event | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._startup_sent = False
+
+    async def startup(self, context: Any = None) -> None:
+        """Start the lifespan if nobody has, and wait until startup has succeeded or failed."""
+        if self.mode == "off":
+            return
+        if self._started is None:
+            self._started = asyncio.Event()
+            self._stop_requested = asyncio.Event()
+            self._stopped = asyncio.Event()
+            self.phase = "starting"
+            scope: LifespanScope = {
+                "type": "lifespan",
+                "asgi": {"version": "3.0", "spec_version": "2.0"},
+                "state": self.state,
+                "fc.context": context,
+            }
+            # A fresh context: the request that happens to trigger startup must not leak its
+            # context variables into a task that outlives it.
+            self._task = contextvars.Context().run(
+                asyncio.get_running_loop().create_task, self._main(scope)
+            )
+        await self._started.wait()
+
+    async def shutdown(self) -> None:
+        """Ask the app to shut down and wait until it has; a no-op if it never started."""
+        if self.phase != "running" or self._stop_requested is None or self._stopped is None:
+            return
+        self.phase = "stopping"
+        self._stop_requested.set()
+        await self._stopped.wait()
+
+    async def _main(self, scope: LifespanScope) -> None:
+        try:
+            await self._app(scope, self._receive, self._send)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self._on_error(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+        else:
+            if self.phase == "starting" and self.mode == "auto":
+                self.phase = "unsupported"
+            elif self.phase == "starting":
+                self._fail("the app returned before completing startup")
+            elif self.phase == "stopping":
+                self.phase = "stopped"
+        finally:
+            # The task is over: nobody may wait for it any longer, whatever phase it reached.
+            self.ready = self.phase != "failed"
+            for event in (self._started, self._stopped):
+                if event is not None:
+                    event.set()
+
+    def _on_error(self, exc: BaseException) -> None:
+        if self.phase == "starting" and self.mode == "auto":
+            # uvicorn's rule: an app that raises before answering startup has no lifespan.
+            logger.info("ASGI 'lifespan' protocol appears unsupported (%r); continuing.", exc)
+            self.phase = "unsupported"
+        elif self.phase in ("starting", "stopping"):
+            self._fail(f"the app raised {exc!r}", exc)
+        elif self.phase != "failed":  # after "startup/shutdown.failed" the error is already told
+            logger.error("Exception in ASGI lifespan (phase %s)", self.phase, exc_info=exc)
+
+    async def _receive(self) -> Message:
+        if not self._startup_sent:
+            self._startup_sent = True
+            return {"type": "lifespan.startup"}
+        if self._stop_requested is not None:
+            await self._stop_requested.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def _send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete" and self.phase == "starting":
+            self.phase = "running"
+            self.ready = True
+            self._wake(self._started)
+        elif kind == "lifespan.shutdown.complete" and self.phase == "stopping":
+            self.phase = "stopped"
+            self._wake(self._stopped)
+        elif kind in ("lifespan.startup.failed", "lifespan.shutdown.failed") and self.phase in (
+            "starting",
+            "stopping",
+        ):
+            self._fail(str(message.get("message") or kind))
+            self._wake(self._started)
+            self._wake(self._stopped)
+        else:
+            raise RuntimeError(
+                f"Unexpected ASGI lifespan message {kind!r} in phase {self.phase!r}."
+            )
+
+    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
+        stage = "shutdown" if self.phase == "stopping" else "startup"
+        self.phase = "failed"
+        self.failure = f"lifespan {stage} failed: {reason}"
+        logger.error("ASGI %s", self.failure, exc_info=exc)
+
+    @staticmethod
+    def _wake(event: asyncio.Event | None) -> None:
+        if event is not None:
+            event.set()

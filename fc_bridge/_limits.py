@@ -1,0 +1,127 @@
+"""Function Compute's request and response limits, and the errors FC answers with.
+
+One implementation serves every path (the FC 2.0 WSGI handler, the FC 3.0 event handler and the
+local front end), so a request rejected locally is rejected the same way on FC, at the same byte.
+It works on ASGI-shaped values only (header byte pairs, lengths), never on WSGI or event objects.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+
+from ._errors import ConfigError
+from ._types import Headers
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An answer FC itself would give instead of the function's: status, error code, reason."""
+
+    status: int
+    code: str
+    message: str
+
+    def body(self) -> bytes:
+        return json.dumps({"ErrorCode": self.code, "ErrorMessage": self.message}).encode()
+
+    def headers(self) -> Headers:
+        return [(b"content-type", b"application/json"), (b"x-fc-error-type", b"FcCommonError")]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """FC's size limits, in bytes; ``None`` switches a check off.
+
+    Header sizes are the sum of every name's and value's length. The request target is the path
+    as sent (percent-encoded, FC's URL prefix included) plus ``?`` and the query string.
+    FC documents no response body limit, so that check is off unless you set one.
+    """
+
+    request_headers: int | None = 8 * KiB
+    request_target: int | None = 4 * KiB
+    request_body: int | None = 32 * MiB
+    async_request_body: int | None = 128 * KiB
+    response_headers: int | None = 8 * KiB
+    response_body: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise ConfigError(
+                    f"Limits.{field.name} must be a non-negative int or None, got {value!r}."
+                )
+
+    def check_request(
+        self, target: int, headers: Headers, body: int, *, is_async: bool
+    ) -> Rejection | None:
+        """The 400 FC answers for a request over a limit, or None if the request is within them.
+
+        ``target`` and ``body`` are lengths; ``headers`` are the request's headers. Headers FC
+        adds itself (``x-fc-*``, which clients may not send) do not count.
+        """
+        if self.request_target is not None and target > self.request_target:
+            return _too_large("request path and query", target, self.request_target, 400)
+        if self.request_headers is not None:
+            size = _headers_size(headers, skip_fc=True)
+            if size > self.request_headers:
+                return _too_large("request headers", size, self.request_headers, 400)
+        limit = self.async_request_body if is_async else self.request_body
+        if limit is not None and body > limit:
+            kind = "asynchronous request body" if is_async else "request body"
+            return _too_large(kind, body, limit, 400)
+        return None
+
+    def check_response_headers(self, headers: Headers) -> Rejection | None:
+        """The 502 FC answers when a response's headers are over the limit, or None."""
+        if self.response_headers is None:
+            return None
+        size = _headers_size(headers, skip_fc=False)
+        if size > self.response_headers:
+            return _too_large("response headers", size, self.response_headers, 502)
+        return None
+
+    def response_body_rejection(self, size: int) -> Rejection | None:
+        """The 502 FC answers when a response body of ``size`` bytes is over the limit, or None."""
+        if self.response_body is not None and size > self.response_body:
+            return _too_large("response body", size, self.response_body, 502)
+        return None
+
+    def describe(self) -> str:
+        """One line naming every limit in force, for startup banners."""
+        parts = []
+        for field in fields(self):
+            value = getattr(self, field.name)
+            parts.append(f"{field.name}={'off' if value is None else _human(value)}")
+        return ", ".join(parts)
+
+
+def _headers_size(headers: Headers, *, skip_fc: bool) -> int:
+    size = 0
+    for name, value in headers:
+        if skip_fc and name[:5].lower() == b"x-fc-":
+            continue
+        size += len(name) + len(value)
+    return size
+
+
+def _too_large(what: str, size: int, limit: int, status: int) -> Rejection:
+    code = "InvalidArgument" if status == 400 else "BadResponse"
+    return Rejection(status, code, f"The {what} is {size} bytes, over FC's limit of {limit} bytes.")
+
+
+def _human(size: int) -> str:
+    if size >= MiB and size % MiB == 0:
+        return f"{size // MiB} MiB"
+    if size >= KiB and size % KiB == 0:
+        return f"{size // KiB} KiB"
+    return f"{size} B"
+
+
+def bad_request(message: str) -> Rejection:
+    """The 400 for a request the bridge cannot make sense of (bad length, bad event)."""
+    return Rejection(400, "InvalidArgument", message)

@@ -1,0 +1,75 @@
+"""Request paths: FC's URL prefix becomes the ASGI ``root_path``.
+
+On FC's default address a function is reached at
+``https://<account>.<region>.fc.aliyuncs.com/2016-08-15/proxy/<service>/<function>/<path>``. The
+app's routes are written for ``/<path>``, but every URL it builds (FastAPI's ``/docs`` loading
+``openapi.json``, ``url_for``, redirects) must carry the prefix. ASGI says exactly how: ``path``
+is the full path, ``root_path`` the part the app is mounted under, and routers match what
+follows it. On a custom domain there is no prefix and ``root_path`` is empty.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote_to_bytes
+
+# /2016-08-15/proxy/<service>[.<qualifier>]/<function>
+FC_PREFIX = re.compile(rb"/2016-08-15/proxy/[^/?#]+/[^/?#]+")
+
+
+def split_uri(uri: bytes) -> tuple[bytes, bytes]:
+    """Split a request URI (origin or absolute form) into its raw path and its query."""
+    if uri[:1] != b"/":
+        # Absolute form, "https://host/path?q": drop the scheme and authority.
+        start = uri.find(b"/", uri.find(b"://") + 3) if b"://" in uri else -1
+        uri = uri[start:] if start != -1 else b"/"
+    path, _, query = uri.partition(b"?")
+    return path.partition(b"#")[0] or b"/", query.partition(b"#")[0]
+
+
+def resolve(raw_path: bytes, root_path: str | None) -> tuple[str, str, bytes]:
+    """Return the scope's ``(root_path, path, raw_path)`` for a request's raw path.
+
+    ``root_path=None`` detects FC's default-address prefix. An explicit root path replaces the
+    detected prefix; a path that does not start with it yet gets it prepended, so the app sees
+    the same full path whether or not a proxy in front stripped the root path.
+    """
+    match = FC_PREFIX.match(raw_path)
+    if match is not None:
+        prefix, rest = match.group(), raw_path[match.end() :]
+        if rest[:1] != b"/":  # FC calls the function's bare prefix with PATH_INFO "/"
+            rest = b"/" + rest
+    else:
+        prefix, rest = b"", raw_path
+    if root_path is None:
+        full = prefix + rest
+        return decode_path(prefix), decode_path(full), full
+    root = quote(root_path, safe="/:@!$&'()*+,;=~").encode("ascii")
+    if rest == root or rest.startswith(root + b"/"):
+        full = rest
+    else:
+        full = root + rest
+    return root_path, decode_path(full), full
+
+
+def decode_path(raw: bytes) -> str:
+    """Percent-decode a raw path into the ``str`` ASGI puts in ``path`` (UTF-8, like uvicorn)."""
+    if b"%" in raw:
+        raw = unquote_to_bytes(raw)
+    return raw.decode("utf-8", "replace")
+
+
+def encode_path(path: str) -> bytes:
+    """Percent-encode a decoded path back into raw bytes (when a server gives no raw path)."""
+    return quote(path, safe="/:@!$&'()*+,;=~").encode("ascii")
+
+
+def check_root_path(root_path: str | None) -> str | None:
+    """Validate and normalise the ``root_path`` option (``"/"`` and ``""`` mean no root path)."""
+    from ._errors import ConfigError
+
+    if root_path is None:
+        return None
+    if not isinstance(root_path, str) or (root_path and not root_path.startswith("/")):
+        raise ConfigError(f'root_path {root_path!r} must be None or a path starting with "/".')
+    return root_path.rstrip("/")

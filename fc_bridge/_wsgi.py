@@ -1,0 +1,205 @@
+"""FC 2.0's HTTP handler: a WSGI environ in, a WSGI response out.
+
+FC's Python runtime builds the environ from a JSON description of the request, so its strings
+are real Unicode (decoded from UTF-8), not PEP 3333's Latin-1 stand-ins for bytes; an environ
+is taken to come from FC when it carries ``fc.request_uri``. Any other WSGI server is read the
+PEP 3333 way, so the handler also runs under wsgiref, gunicorn or a test client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from http import HTTPStatus
+
+from ._http import Response
+from ._limits import Limits, Rejection, bad_request
+from ._types import Headers, HTTPScope, StartResponse, WSGIEnviron, WSGIInput
+from ._urls import decode_path, encode_path, resolve, split_uri
+
+STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+HTTP_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
+EXTENSIONS: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
+
+_os_http_variables: dict[str, str] | None = None
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+def _from_utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _from_latin1(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+def _environment_http_variables() -> dict[str, str]:
+    """``HTTP_*`` variables of the process environment, which FC copies into every environ.
+
+    FC builds the environ as ``{**os.environ, **request}``: an environment variable such as
+    ``HTTP_PROXY`` would otherwise reach the app as a request header nobody sent.
+    """
+    global _os_http_variables
+    if _os_http_variables is None:
+        _os_http_variables = {k: v for k, v in os.environ.items() if k.startswith("HTTP_")}
+    return _os_http_variables
+
+
+def parse_environ(
+    environ: WSGIEnviron, *, root_path: str | None, scheme: str, limits: Limits
+) -> tuple[HTTPScope, bytes] | Rejection:
+    """Build the ASGI scope and read the body of the request ``environ`` describes."""
+    method = environ.get("REQUEST_METHOD")
+    if not method:
+        return bad_request("The WSGI environ has no REQUEST_METHOD.")
+    uri: str | None = environ.get("fc.request_uri")
+    encode = _latin1 if uri is None else _utf8
+    if uri is not None:
+        raw_path, query = split_uri(_utf8(uri))
+    else:
+        raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if raw_uri:
+            raw_path, query = split_uri(_latin1(raw_uri))
+        else:
+            pep3333_path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            raw_path = encode_path(decode_path(_latin1(pep3333_path))) or b"/"
+            query = _latin1(environ.get("QUERY_STRING", ""))
+        if root_path is None:
+            root_path = environ.get("SCRIPT_NAME") or None
+    root, path, raw_path = resolve(raw_path, root_path)
+
+    length_text: str = environ.get("CONTENT_LENGTH") or ""
+    length = 0
+    if length_text:
+        if not (length_text.isascii() and length_text.isdigit()):
+            return bad_request(f"Content-Length {length_text!r} is not a non-negative integer.")
+        length = int(length_text)
+    headers = _headers(environ, encode, length)
+
+    target = len(raw_path) + (len(query) + 1 if query else 0)
+    is_async = environ.get("HTTP_X_FC_INVOCATION_TYPE", "").lower() == "async"
+    rejection = limits.check_request(target, headers, length, is_async=is_async)
+    if rejection is not None:
+        return rejection
+    stream: WSGIInput | None = environ.get("wsgi.input")
+    if stream is None:
+        body = b""
+    elif length_text:
+        body = _read_exactly(stream, length)
+    elif environ.get("wsgi.input_terminated"):  # chunked upload: the server tells us its end
+        body = stream.read()
+        rejection = limits.check_request(target, headers, len(body), is_async=is_async)
+        if rejection is not None:
+            return rejection
+    else:
+        body = b""
+    if len(body) < length:
+        return bad_request(
+            f"The request body is {len(body)} bytes, shorter than its Content-Length of {length}."
+        )
+
+    remote = environ.get("REMOTE_ADDR")
+    server_name = environ.get("SERVER_NAME")
+    server_port = environ.get("SERVER_PORT")
+    scope: HTTPScope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": HTTP_VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), "1.1"),
+        "method": method.upper(),
+        "scheme": _scheme(environ, scheme),
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root,
+        "headers": headers,
+        "client": (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None,
+        "server": (server_name, int(server_port) if server_port else None) if server_name else None,
+        "extensions": EXTENSIONS.copy(),
+        "fc.context": environ.get("fc.context"),
+        "fc.request_uri": uri if uri is not None else "",
+    }
+    return scope, body
+
+
+def _headers(environ: WSGIEnviron, encode: Callable[[str], bytes], length: int) -> Headers:
+    headers: Headers = []
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        headers.append((b"content-type", encode(content_type)))
+    # FC sets CONTENT_LENGTH "0" on every bodiless request; clients that sent no Content-Length
+    # see none, as under uvicorn.
+    if length or "HTTP_CONTENT_LENGTH" in environ:
+        headers.append((b"content-length", str(length).encode()))
+    from_os = _environment_http_variables() if encode is _utf8 else {}
+    for key, value in environ.items():
+        if key[:5] != "HTTP_" or key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+            continue
+        if from_os and from_os.get(key) == value:
+            continue
+        headers.append((encode(key[5:].replace("_", "-").lower()), encode(value)))
+    return headers
+
+
+def _read_exactly(stream: WSGIInput, length: int) -> bytes:
+    """Read ``length`` bytes from wsgi.input, or fewer if it ends first.
+
+    FC's input is a BytesIO over the whole body: reading all of it returns that very bytes
+    object, so the body is never copied on the way to the app.
+    """
+    if not length:
+        return b""
+    body = stream.read(length)
+    if len(body) < length:  # servers may return short reads from a socket
+        parts = [body]
+        received = len(body)
+        while received < length:
+            chunk = stream.read(length - received)
+            if not chunk:
+                break
+            parts.append(chunk)
+            received += len(chunk)
+        body = b"".join(parts)
+    return body
+
+
+def _scheme(environ: WSGIEnviron, option: str) -> str:
+    if option != "auto":
+        return option
+    # FC reports wsgi.url_scheme "http" even for HTTPS clients; a forwarded protocol, when the
+    # gateway passes one, is the better answer.
+    forwarded: str | None = environ.get("HTTP_X_FORWARDED_PROTO")
+    if forwarded:
+        proto = forwarded.partition(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            return proto
+    return str(environ.get("wsgi.url_scheme") or "http")
+
+
+def write_response(
+    response: Response, start_response: StartResponse, environ: WSGIEnviron
+) -> list[bytes]:
+    """Hand ``response`` to the WSGI server; returns the body as the list of the app's chunks.
+
+    As PEP 3333 asks, an exception the app raised goes to ``start_response`` as ``exc_info``:
+    FC ignores it and serves the response, other servers and test clients may re-raise it.
+    """
+    # FC turns these strings back into bytes as UTF-8 (see the module docstring).
+    decode = _from_latin1 if "fc.request_uri" not in environ else _from_utf8
+    status = STATUS_LINES.get(response.status) or f"{response.status} Unknown"
+    headers = [(decode(name), decode(value)) for name, value in response.headers]
+    error = response.error
+    if error is None:
+        start_response(status, headers)
+    else:
+        start_response(status, headers, (type(error), error, error.__traceback__))
+    return response.chunks

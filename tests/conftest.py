@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from fc_bridge import Bridge
+from fc_bridge._emulator import Invocation, RuntimeResponse, call_wsgi, wsgi_environ
+from fc_bridge._loop import SharedLoop, shared_loop
+
+PREFIX = "/2016-08-15/proxy/svc/fn"
+SECRET = "S3cr3t-access-key-secret-canary"
+
+
+@dataclass
+class Credentials:
+    access_key_id: str = "LTAI-test-key-id"
+    access_key_secret: str = SECRET
+    security_token: str = "token-canary-for-tests"
+
+
+@dataclass
+class Function:
+    name: str = "fn"
+    handler: str = "main.handler"
+    memory: int = 512
+    timeout: int = 60
+
+
+@dataclass
+class FCContext:
+    """Shaped like FC 2.0's FCContext (FC_FACTS section 3), with canary credentials."""
+
+    request_id: str = "req-1"
+    credentials: Credentials = field(default_factory=Credentials)
+    function: Function = field(default_factory=Function)
+    region: str = "cn-hangzhou"
+    account_id: str = "123456789"
+
+
+def fc_environ(
+    method: str = "GET",
+    target: str = "/",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    *,
+    context: Any = None,
+    client_ip: str = "203.0.113.7",
+) -> dict[str, Any]:
+    """An environ built the way FC 2.0's runtime builds it."""
+    invocation = Invocation(method, target, headers or [], body, client_ip)
+    return wsgi_environ(invocation, context if context is not None else FCContext())
+
+
+def fc_call(handler: Bridge, *args: Any, **kwargs: Any) -> RuntimeResponse:
+    """One request through ``handler`` as FC 2.0 would make it and collect it."""
+    return call_wsgi(handler, fc_environ(*args, **kwargs))
+
+
+@pytest.fixture
+def loop() -> Iterator[SharedLoop]:
+    """A loop of the test's own, so that tasks a test leaves behind are cancelled with it."""
+    own = SharedLoop()
+    yield own
+    own.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_shared_loop() -> Iterator[None]:
+    yield
+    shared_loop.close()

@@ -1,0 +1,323 @@
+"""The HTTP scope the app sees through FC 2.0's WSGI handler."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fc_bridge import Bridge, ConfigError
+from fc_bridge._loop import SharedLoop
+from fc_bridge._types import Message, Receive, Scope, Send
+
+from .conftest import PREFIX, FCContext, fc_call, fc_environ
+
+seen: list[dict[str, Any]] = []
+
+
+async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers 200 and records the scope and the body it received."""
+    if scope["type"] == "lifespan":
+        await receive()
+        scope["state"]["opened"] = "db"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    message: Message = await receive()
+    seen.append({"scope": dict(scope), "body": message["body"]})
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> Iterator[None]:
+    seen.clear()
+    yield
+    seen.clear()
+
+
+@pytest.fixture
+def handler(loop: SharedLoop) -> Bridge:
+    return Bridge(recorder, loop=loop)
+
+
+def test_whole_scope_on_fcs_default_address(handler: Bridge) -> None:
+    context = FCContext()
+    response = fc_call(
+        handler,
+        "POST",
+        f"{PREFIX}/items/caf%C3%A9?q=a%20b&q=2",
+        [
+            ("Host", "123.cn-hangzhou.fc.aliyuncs.com"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", "7"),
+            ("X-Many", "v1"),
+            ("X-Many", "v2"),
+        ],
+        b'{"a":1}',
+        context=context,
+    )
+    assert response.status == 200
+    assert seen[0] == {
+        "scope": {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": f"{PREFIX}/items/café",
+            "raw_path": f"{PREFIX}/items/caf%C3%A9".encode(),
+            "query_string": b"q=a%20b&q=2",
+            "root_path": PREFIX,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"7"),
+                (b"host", b"123.cn-hangzhou.fc.aliyuncs.com"),
+                (b"x-many", b"v1,v2"),
+                (b"x-fc-function-handler", b"main.handler"),
+            ],
+            "client": ("203.0.113.7", 0),
+            "server": ("FCRUNTIME", 9000),
+            "state": {"opened": "db"},
+            "extensions": {"http.response.pathsend": {}},
+            "fc.context": context,
+            "fc.request_uri": f"{PREFIX}/items/caf%C3%A9?q=a%20b&q=2",
+        },
+        "body": b'{"a":1}',
+    }
+
+
+def test_custom_domain_has_no_root_path(handler: Bridge) -> None:
+    fc_call(handler, "GET", "/items/1", [("Host", "api.example.com")])
+    scope = seen[0]["scope"]
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == ("", "/items/1", b"/items/1")
+
+
+def test_bare_prefix_is_the_apps_root(handler: Bridge) -> None:
+    fc_call(handler, "GET", PREFIX)
+    scope = seen[0]["scope"]
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
+        PREFIX,
+        PREFIX + "/",
+        (PREFIX + "/").encode(),
+    )
+
+
+def test_qualified_service_prefix(handler: Bridge) -> None:
+    fc_call(handler, "GET", "/2016-08-15/proxy/svc.LATEST/fn/a")
+    assert seen[0]["scope"]["root_path"] == "/2016-08-15/proxy/svc.LATEST/fn"
+
+
+@pytest.mark.parametrize(
+    ("root_path", "target", "expected_root", "expected_path"),
+    [
+        ("/api", f"{PREFIX}/items", "/api", "/api/items"),
+        ("/api", "/api/items", "/api", "/api/items"),
+        ("/api", "/items", "/api", "/api/items"),
+        ("/api/", "/apiary", "/api", "/api/apiary"),
+        ("/", f"{PREFIX}/items", "", "/items"),
+    ],
+)
+def test_explicit_root_path_overrides_the_prefix(
+    loop: SharedLoop, root_path: str, target: str, expected_root: str, expected_path: str
+) -> None:
+    fc_call(Bridge(recorder, root_path=root_path, loop=loop), "GET", target)
+    scope = seen[0]["scope"]
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
+        expected_root,
+        expected_path,
+        expected_path.encode(),
+    )
+
+
+@pytest.mark.parametrize("bad", ["api", 3])
+def test_root_path_must_be_a_path(bad: Any) -> None:
+    with pytest.raises(ConfigError, match=r"root_path .* must be None or a path starting with"):
+        Bridge(recorder, root_path=bad)
+
+
+def test_non_ascii_query_and_header_values_are_utf8(handler: Bridge) -> None:
+    # FC's runtime hands over real Unicode strings (decoded from JSON), not Latin-1 stand-ins.
+    fc_call(handler, "GET", "/s?q=ß東京", [("X-Name", "Zoë 東京")])
+    scope = seen[0]["scope"]
+    assert scope["query_string"] == "q=ß東京".encode()
+    assert (b"x-name", "Zoë 東京".encode()) in scope["headers"]
+
+
+def test_bodiless_request_gets_no_invented_content_length(handler: Bridge) -> None:
+    fc_call(handler, "GET", "/", [("Accept", "*/*")])
+    names = [name for name, _ in seen[0]["scope"]["headers"]]
+    assert b"content-length" not in names
+    # FC itself invents this default Content-Type; it cannot be told apart from a real one.
+    assert (b"content-type", b"application/octet-stream") in seen[0]["scope"]["headers"]
+
+
+def test_process_environment_does_not_leak_into_headers(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fc_bridge._wsgi
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setattr(fc_bridge._wsgi, "_os_http_variables", None)
+    fc_call(Bridge(recorder, loop=loop), "GET", "/", [("X-Real", "1")])
+    headers = dict(seen[0]["scope"]["headers"])
+    assert b"proxy" not in headers
+    assert headers[b"x-real"] == b"1"
+    assert os.environ["HTTP_PROXY"] == "http://proxy.internal:3128"
+
+
+def test_a_client_header_equal_to_nothing_in_the_environment_is_kept(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fc_bridge._wsgi
+
+    monkeypatch.setenv("HTTP_PROXY", "from-env")
+    monkeypatch.setattr(fc_bridge._wsgi, "_os_http_variables", None)
+    fc_call(Bridge(recorder, loop=loop), "GET", "/", [("Proxy", "from-client")])
+    assert (b"proxy", b"from-client") in seen[0]["scope"]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("option", "forwarded", "expected"),
+    [
+        ("auto", None, "http"),
+        ("auto", "https", "https"),
+        ("auto", "HTTPS, http", "https"),
+        ("auto", "gopher", "http"),
+        ("https", None, "https"),
+        ("http", "https", "http"),
+    ],
+)
+def test_scheme(loop: SharedLoop, option: str, forwarded: str | None, expected: str) -> None:
+    headers = [("X-Forwarded-Proto", forwarded)] if forwarded else []
+    fc_call(Bridge(recorder, scheme=option, loop=loop), "GET", "/", headers)
+    assert seen[0]["scope"]["scheme"] == expected
+
+
+def test_scheme_option_is_validated() -> None:
+    with pytest.raises(ConfigError, match='scheme must be "auto", "http" or "https", got \'ftp\''):
+        Bridge(recorder, scheme="ftp")
+
+
+def test_state_is_a_shallow_copy_per_request(loop: SharedLoop) -> None:
+    shared: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            scope["state"].update(counter=0, log=shared)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            return
+        scope["state"]["counter"] += 1  # rebinding a key stays in this request
+        scope["state"]["log"].append("x")  # mutating a shared object is visible to all
+        body = str(scope["state"]["counter"]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    handler = Bridge(app, loop=loop)
+    assert [fc_call(handler).body for _ in range(3)] == [b"1", b"1", b"1"]
+    assert shared == ["x", "x", "x"]
+
+
+def test_pep3333_environ_from_another_wsgi_server(handler: Bridge) -> None:
+    # No fc.request_uri: strings are PEP 3333 Latin-1 stand-ins for bytes.
+    environ = {
+        "REQUEST_METHOD": "get",
+        "SCRIPT_NAME": "/mnt",
+        "PATH_INFO": "/caf\xc3\xa9",
+        "QUERY_STRING": "x=\xc3\xa9",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.0",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "50123",
+        "HTTP_X_NAME": "Zo\xc3\xab",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.url_scheme": "https",
+    }
+    statuses: list[str] = []
+    body = handler(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert (statuses, list(body)) == (["200 OK"], [b"ok"])
+    scope = seen[0]["scope"]
+    assert scope["method"] == "GET"
+    assert scope["http_version"] == "1.0"
+    assert scope["scheme"] == "https"
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
+        "/mnt",
+        "/mnt/café",
+        b"/mnt/caf%C3%A9",
+    )
+    assert scope["query_string"] == "x=é".encode()
+    assert scope["headers"] == [(b"x-name", "Zoë".encode())]
+    assert scope["client"] == ("127.0.0.1", 50123)
+    assert scope["server"] == ("localhost", 8000)
+    assert scope["fc.context"] is None
+
+
+def test_raw_uri_from_gunicorn_is_used(handler: Bridge) -> None:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/a%2Fb?x=1",
+        "PATH_INFO": "/a/b",
+        "QUERY_STRING": "x=1",
+        "wsgi.input": io.BytesIO(),
+    }
+    list(handler(environ, lambda *args: None))
+    scope = seen[0]["scope"]
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/a/b", b"/a%2Fb", b"x=1")
+    assert scope["client"] is None
+    assert scope["server"] is None
+
+
+def test_chunked_upload_from_another_server_is_read_to_its_end(handler: Bridge) -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/up",
+        "wsgi.input": io.BytesIO(b"chunked body"),
+        "wsgi.input_terminated": True,
+    }
+    list(handler(environ, lambda *args: None))
+    assert seen[0]["body"] == b"chunked body"
+
+
+def test_unterminated_input_without_length_is_empty(handler: Bridge) -> None:
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "wsgi.input": io.BytesIO(b"junk")}
+    list(handler(environ, lambda *args: None))
+    assert seen[0]["body"] == b""
+
+
+def test_environ_without_input_has_an_empty_body(handler: Bridge) -> None:
+    list(handler({"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}, lambda *args: None))
+    assert seen[0]["body"] == b""
+    assert seen[0]["scope"]["path"] == "/x"
+
+
+def test_body_is_handed_over_without_a_copy(handler: Bridge) -> None:
+    body = bytes(range(256)) * 4096
+    environ = fc_environ("PUT", "/blob", [("Content-Type", "application/octet-stream")], body)
+    list(handler(environ, lambda *args: None))
+    assert seen[0]["body"] is body
+
+
+def test_short_reads_from_a_socket_are_completed(handler: Bridge) -> None:
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def read(self, size: int = -1) -> bytes:
+            chunk, self.data = self.data[:3], self.data[3:]
+            return chunk
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/",
+        "CONTENT_LENGTH": "10",
+        "wsgi.input": Trickle(b"0123456789"),
+    }
+    list(handler(environ, lambda *args: None))
+    assert seen[0]["body"] == b"0123456789"
