@@ -8,7 +8,7 @@ from typing import Any
 
 from ._context import request_id
 from ._errors import ConfigError, LifespanError
-from ._http import Response, serve
+from ._http import HTTPHandler, Response
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection
 from ._loop import SharedLoop, shared_loop
@@ -38,6 +38,9 @@ class Bridge:
         limits: FC's size limits to enforce; :class:`Limits` defaults are FC's own.
         scheme: the URL scheme the app sees. ``"auto"`` trusts ``X-Forwarded-Proto`` and falls
             back to what FC reports (always ``http`` on FC 2.0).
+        task_timeout: how many seconds a request waits, after the app has returned, for the
+            asyncio tasks it started (``asyncio.create_task`` in an endpoint): FC may freeze the
+            instance as soon as it has the response. ``0`` does not wait.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class Bridge:
         root_path: str | None = None,
         limits: Limits | None = None,
         scheme: str = "auto",
+        task_timeout: float = 10.0,
         loop: SharedLoop | None = None,
     ) -> None:
         if not callable(app):
@@ -58,13 +62,19 @@ class Bridge:
             raise ConfigError(f'scheme must be "auto", "http" or "https", got {scheme!r}.')
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigError(f"limits must be a fc_bridge.Limits, got {limits!r}.")
+        if type(task_timeout) not in (int, float) or not 0 <= task_timeout < float("inf"):
+            raise ConfigError(
+                f"task_timeout must be a number of seconds >= 0, got {task_timeout!r}."
+            )
         self.app = app
         self.lifespan: LifespanMode = lifespan
         self.root_path = check_root_path(root_path)
         self.limits = limits or Limits()
         self.scheme = scheme
         self._loop = loop or shared_loop
+        self.task_timeout = task_timeout
         self._lifespan = Lifespan(app, lifespan)
+        self._http = HTTPHandler(app, self._lifespan, self.limits, task_timeout)
 
     def __repr__(self) -> str:
         return (
@@ -87,8 +97,7 @@ class Bridge:
                 response = Response.rejection(parsed)
             else:
                 scope, body = parsed
-                coro = serve(self.app, self._lifespan, scope, body, self.limits, rid)
-                response = self._loop.run(coro)
+                response = self._loop.run(self._http(scope, body, rid))
         except Exception as exc:
             # An exception escaping the handler becomes FC's opaque 502; a 500 with a log
             # record that names the request is more use to everyone.

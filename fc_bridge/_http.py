@@ -16,6 +16,7 @@ from typing import Any
 
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection
+from ._loop import track_spawned_tasks
 from ._types import ASGIApp, Headers, HTTPScope, Message
 
 logger = logging.getLogger("fc_bridge.http")
@@ -97,12 +98,12 @@ class HTTPCycle:
         self.overflow = False
 
     async def receive(self) -> Message:
-        if not self._body_sent:
+        # Once the response is complete the exchange is over: http.disconnect, even for a body
+        # nobody read (uvicorn's rule). FC never reports a client going away earlier.
+        if not self._body_sent and not self._gone:
             self._body_sent = True
             body, self._body = self._body, b""
             return {"type": "http.request", "body": body, "more_body": False}
-        # ASGI: after the body, receive() returns http.disconnect once the response is complete
-        # (FC never reports a client going away earlier).
         if not self._gone:
             if self._gone_event is None:
                 self._gone_event = asyncio.Event()
@@ -162,29 +163,68 @@ class HTTPCycle:
             self._gone_event.set()
 
 
-async def serve(
-    app: ASGIApp,
-    lifespan: Lifespan,
-    scope: HTTPScope,
-    body: bytes,
-    limits: Limits,
-    request_id: str,
-) -> Response:
-    """Run one request through ``app`` and return the response FC should give."""
-    if not lifespan.ready:
-        await lifespan.startup(scope.get("fc.context"))
-        if lifespan.failure is not None:
-            logger.error("Answering 500 [request_id=%s]: ASGI %s", request_id, lifespan.failure)
-            return Response.internal_error()
-    scope["state"] = lifespan.state.copy()
-    cycle = HTTPCycle(body, head=scope["method"] == "HEAD", body_limit=limits.response_body)
-    error: BaseException | None = None
-    try:
-        await app(scope, cycle.receive, cycle.send)  # type: ignore[arg-type]
-    except (Exception, asyncio.CancelledError) as exc:
-        error = exc
-    cycle.hang_up()
-    return _response(cycle, error, limits, request_id)
+class HTTPHandler:
+    """Serves requests to one app: lifespan first, then the cycle, then FC's response checks."""
+
+    def __init__(
+        self, app: ASGIApp, lifespan: Lifespan, limits: Limits, task_timeout: float
+    ) -> None:
+        self.app = app
+        self.lifespan = lifespan
+        self.limits = limits
+        self.task_timeout = task_timeout
+
+    async def __call__(self, scope: HTTPScope, body: bytes, request_id: str) -> Response:
+        """Run one request through the app and return the response FC should give."""
+        lifespan = self.lifespan
+        if not lifespan.ready:
+            await lifespan.startup(scope.get("fc.context"))
+            if lifespan.failure is not None:
+                logger.error("Answering 500 [request_id=%s]: ASGI %s", request_id, lifespan.failure)
+                return Response.internal_error()
+        scope["state"] = lifespan.state.copy()
+        head = scope["method"] == "HEAD"
+        cycle = HTTPCycle(body, head=head, body_limit=self.limits.response_body)
+        spawned = track_spawned_tasks()
+        error: BaseException | None = None
+        try:
+            await self.app(scope, cycle.receive, cycle.send)  # type: ignore[arg-type]
+        except (Exception, asyncio.CancelledError) as exc:
+            error = exc
+        cycle.hang_up()
+        if spawned:
+            await self._wait_for(spawned, request_id)
+        return _response(cycle, error, self.limits, request_id)
+
+    async def _wait_for(self, spawned: list[asyncio.Task[Any]], request_id: str) -> None:
+        """Let the tasks the request started finish: FC may freeze the instance right after.
+
+        Bounded by ``task_timeout``; tasks still running then are named in a warning and left
+        to progress whenever later requests run the loop.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.task_timeout
+        while pending := [task for task in spawned if not task.done()]:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                names = ", ".join(sorted(task.get_name() for task in pending))
+                logger.warning(
+                    "%d task(s) the request started still run after %gs and will be frozen "
+                    "with the instance [request_id=%s]: %s",
+                    len(pending),
+                    self.task_timeout,
+                    request_id,
+                    names,
+                )
+                break
+            await asyncio.wait(pending, timeout=remaining)
+        for task in spawned:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error(
+                    "Exception in a task the request started [request_id=%s]",
+                    request_id,
+                    exc_info=task.exception(),
+                )
 
 
 def _response(

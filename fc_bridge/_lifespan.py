@@ -19,6 +19,15 @@ logger = logging.getLogger("fc_bridge.lifespan")
 
 Phase = Literal["idle", "starting", "running", "unsupported", "failed", "stopping", "stopped"]
 
+# The messages an app may send, and in which phases. A failed shutdown is also accepted while
+# "running": the app may end its lifespan on its own (Starlette does when its task is torn down).
+ACCEPTED: dict[object, tuple[Phase, ...]] = {
+    "lifespan.startup.complete": ("starting",),
+    "lifespan.startup.failed": ("starting",),
+    "lifespan.shutdown.complete": ("stopping",),
+    "lifespan.shutdown.failed": ("running", "stopping"),
+}
+
 
 class Lifespan:
     """Drives one app's lifespan protocol; every method runs on the shared loop."""
@@ -108,30 +117,30 @@ class Lifespan:
 
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
-        if kind == "lifespan.startup.complete" and self.phase == "starting":
-            self.phase = "running"
-            self.ready = True
-            self._wake(self._started)
-        elif kind == "lifespan.shutdown.complete" and self.phase == "stopping":
-            self.phase = "stopped"
-            self._wake(self._stopped)
-        elif kind in ("lifespan.startup.failed", "lifespan.shutdown.failed") and self.phase in (
-            "starting",
-            "stopping",
-        ):
-            self._fail(str(message.get("message") or kind))
-            self._wake(self._started)
-            self._wake(self._stopped)
-        else:
+        if self.phase not in ACCEPTED.get(kind, ()):
             raise RuntimeError(
                 f"Unexpected ASGI lifespan message {kind!r} in phase {self.phase!r}."
             )
+        if kind == "lifespan.startup.complete":
+            self.phase = "running"
+            self.ready = True
+            self._wake(self._started)
+        elif kind == "lifespan.shutdown.complete":
+            self.phase = "stopped"
+            self._wake(self._stopped)
+        else:
+            self._fail(str(message.get("message") or kind))
+            self._wake(self._started)
+            self._wake(self._stopped)
 
     def _fail(self, reason: str, exc: BaseException | None = None) -> None:
-        stage = "shutdown" if self.phase == "stopping" else "startup"
+        stage = "startup" if self.phase == "starting" else "shutdown"
         self.phase = "failed"
-        self.failure = f"lifespan {stage} failed: {reason}"
-        logger.error("ASGI %s", self.failure, exc_info=exc)
+        # Starlette reports a whole traceback: log it once, and keep its last line (the
+        # exception itself) as the one-line reason that errors and later log lines repeat.
+        lines = [line for line in reason.strip().splitlines() if line.strip()]
+        self.failure = f"lifespan {stage} failed: {lines[-1].strip() if lines else reason}"
+        logger.error("ASGI lifespan %s failed: %s", stage, reason.strip(), exc_info=exc)
 
     @staticmethod
     def _wake(event: asyncio.Event | None) -> None:

@@ -111,7 +111,9 @@ def _headers_size(headers: Headers, *, skip_fc: bool) -> int:
 
 def _too_large(what: str, size: int, limit: int, status: int) -> Rejection:
     code = "InvalidArgument" if status == 400 else "BadResponse"
-    return Rejection(status, code, f"The {what} is {size} bytes, over FC's limit of {limit} bytes.")
+    return Rejection(
+        status, code, f"The size of the {what} is {size} bytes, over FC's limit of {limit} bytes."
+    )
 
 
 def _human(size: int) -> str:

@@ -21,12 +21,39 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 from ._errors import ReentrantCallError
 
 T = TypeVar("T")
+
+_spawned: ContextVar[list[asyncio.Task[Any]] | None] = ContextVar("fc_bridge_spawned", default=None)
+
+
+def _task_factory(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, T] | Generator[Any, None, T],
+    /,
+    **kwargs: Any,
+) -> asyncio.Task[T]:
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    spawned = _spawned.get()
+    if spawned is not None:
+        spawned.append(task)
+    return task
+
+
+def track_spawned_tasks() -> list[asyncio.Task[Any]]:
+    """Collect, from now on, every task created in the current task's context and its children.
+
+    New tasks inherit their creator's context, so this names exactly the tasks a request
+    started, however deep; the request can then wait for them before FC freezes the instance.
+    """
+    spawned: list[asyncio.Task[Any]] = []
+    _spawned.set(spawned)
+    return spawned
 
 
 class _Ticket(Generic[T]):
@@ -73,6 +100,7 @@ class SharedLoop:
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
+            self._loop.set_task_factory(_task_factory)
         return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -116,8 +116,9 @@ async def upload(
 
 
 @app.post("/login")
-async def login(username: Annotated[str, Form()]) -> RedirectResponse:
-    response = RedirectResponse(app.url_path_for("me"), status_code=303)
+async def login(request: Request, username: Annotated[str, Form()]) -> RedirectResponse:
+    # request.url_for carries the root_path (app.url_path_for would drop FC's URL prefix).
+    response = RedirectResponse(request.url_for("me").path, status_code=303)
     response.set_cookie("session", f"user-{username}", httponly=True, samesite="lax")
     response.set_cookie("theme", "dark")
     return response

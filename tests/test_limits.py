@@ -1,0 +1,214 @@
+"""FC's size limits through the WSGI handler: exact boundaries, FC's answers, the app untouched."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from fc_bridge import Bridge, ConfigError, Limits
+from fc_bridge._loop import SharedLoop
+from fc_bridge._types import Receive, Scope, Send
+
+from .conftest import PREFIX, fc_call
+
+calls: list[str] = []
+
+
+async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan")
+    message = await receive()
+    calls.append(scope["path"])
+    body = str(len(message["body"])).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    calls.clear()
+
+
+def error(response: Any) -> dict[str, str]:
+    assert response.header("x-fc-error-type") == "FcCommonError"
+    assert response.header("content-type") == "application/json"
+    result: dict[str, str] = json.loads(response.body)
+    return result
+
+
+def padded_headers(total: int) -> list[tuple[str, str]]:
+    """Headers whose names and values add up to exactly ``total`` bytes, FC's own excluded."""
+    # Content-Type (12 + 24 bytes) is added by FC's runtime itself when the client sends none.
+    fixed = len("content-type") + len("application/octet-stream")
+    return [("X-Pad", "a" * (total - fixed - len("x-pad")))]
+
+
+@pytest.fixture
+def handler(loop: SharedLoop) -> Bridge:
+    return Bridge(echo_length, loop=loop)
+
+
+def test_request_headers_at_the_limit_pass(handler: Bridge) -> None:
+    response = fc_call(handler, "GET", "/", padded_headers(8192))
+    assert (response.status, response.body) == (200, b"0")
+
+
+def test_request_headers_one_byte_over_are_rejected_before_the_app(handler: Bridge) -> None:
+    response = fc_call(handler, "GET", "/", padded_headers(8193))
+    assert response.status == 400
+    assert error(response) == {
+        "ErrorCode": "InvalidArgument",
+        "ErrorMessage": (
+            "The size of the request headers is 8193 bytes, over FC's limit of 8192 bytes."
+        ),
+    }
+    assert calls == []
+
+
+def test_fcs_own_headers_do_not_count(handler: Bridge) -> None:
+    headers = [*padded_headers(8192), ("X-Fc-Request-Id", "r" * 100)]
+    assert fc_call(handler, "GET", "/", headers).status == 200
+
+
+@pytest.mark.parametrize(("length", "status"), [(4096, 200), (4097, 400)])
+def test_request_target_boundary(handler: Bridge, length: int, status: int) -> None:
+    prefix = f"{PREFIX}/p?q="
+    response = fc_call(handler, "GET", prefix + "x" * (length - len(prefix)))
+    assert response.status == status
+    if status == 400:
+        assert error(response)["ErrorMessage"] == (
+            "The size of the request path and query is 4097 bytes, over FC's limit of 4096 bytes."
+        )
+
+
+@pytest.mark.parametrize(("size", "status"), [(32 * 1024 * 1024, 200), (32 * 1024 * 1024 + 1, 400)])
+def test_synchronous_body_boundary(handler: Bridge, size: int, status: int) -> None:
+    response = fc_call(handler, "POST", "/", [("Content-Length", str(size))], b"\0" * size)
+    assert response.status == status
+    if status == 200:
+        assert response.body == str(size).encode()
+    else:
+        assert error(response)["ErrorMessage"] == (
+            "The size of the request body is 33554433 bytes, over FC's limit of 33554432 bytes."
+        )
+
+
+@pytest.mark.parametrize(("size", "status"), [(128 * 1024, 200), (128 * 1024 + 1, 400)])
+def test_asynchronous_body_boundary(handler: Bridge, size: int, status: int) -> None:
+    headers = [("X-Fc-Invocation-Type", "Async")]
+    response = fc_call(handler, "POST", "/", headers, b"\0" * size)
+    assert response.status == status
+    if status == 400:
+        assert error(response)["ErrorMessage"] == (
+            "The size of the asynchronous request body is 131073 bytes, "
+            "over FC's limit of 131072 bytes."
+        )
+
+
+def response_with_headers(total: int) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        value = b"v" * (total - len(b"x-big"))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-big", value)]})
+        await send({"type": "http.response.body", "body": b"fine"})
+
+    return app
+
+
+def test_response_headers_at_the_limit_pass(loop: SharedLoop) -> None:
+    response = fc_call(Bridge(response_with_headers(8192), lifespan="off", loop=loop))
+    assert (response.status, response.body) == (200, b"fine")
+
+
+def test_response_headers_over_the_limit_become_a_logged_502(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = Bridge(response_with_headers(8193), lifespan="off", loop=loop)
+    with caplog.at_level(logging.ERROR):
+        response = fc_call(handler)
+    assert response.status == 502
+    message = "The size of the response headers is 8193 bytes, over FC's limit of 8192 bytes."
+    assert error(response) == {"ErrorCode": "BadResponse", "ErrorMessage": message}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Answering 502 [request_id=req-1]: {message}"
+    ]
+
+
+def test_response_body_limit_is_off_by_default(loop: SharedLoop) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * (40 * 1024 * 1024)})
+
+    assert len(fc_call(Bridge(app, lifespan="off", loop=loop)).body) == 40 * 1024 * 1024
+
+
+def test_response_body_limit_stops_an_endless_stream(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent: list[int] = []
+
+    async def endless(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:  # only the limit ends this
+            await send({"type": "http.response.body", "body": b"x" * 1000, "more_body": True})
+            sent.append(1000)
+
+    handler = Bridge(endless, lifespan="off", limits=Limits(response_body=10_000), loop=loop)
+    with caplog.at_level(logging.ERROR):
+        response = fc_call(handler)
+    assert response.status == 502
+    assert error(response) == {
+        "ErrorCode": "BadResponse",
+        "ErrorMessage": (
+            "The size of the response body is 11000 bytes, over FC's limit of 10000 bytes."
+        ),
+    }
+    assert sum(sent) == 10_000
+    assert len(caplog.records) == 1
+
+
+@pytest.mark.parametrize(("size", "status"), [(10, 200), (11, 502)])
+def test_response_body_limit_boundary(loop: SharedLoop, size: int, status: int) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * size})
+
+    handler = Bridge(app, lifespan="off", limits=Limits(response_body=10), loop=loop)
+    assert fc_call(handler).status == status
+
+
+def test_an_app_that_swallows_the_overflow_still_gets_a_502(loop: SharedLoop) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await send({"type": "http.response.body", "body": b"x" * 20, "more_body": True})
+        except OSError:
+            await send({"type": "http.response.body", "body": b""})
+
+    handler = Bridge(app, lifespan="off", limits=Limits(response_body=10), loop=loop)
+    assert fc_call(handler).status == 502
+
+
+def test_limits_can_be_switched_off(loop: SharedLoop) -> None:
+    limits = Limits(request_headers=None, request_target=None, request_body=None)
+    handler = Bridge(echo_length, limits=limits, loop=loop)
+    response = fc_call(handler, "POST", "/" + "x" * 5000, padded_headers(9000), b"abc")
+    assert (response.status, response.body) == (200, b"3")
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "8k", True])
+def test_limits_are_validated(value: Any) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=f"^Limits.request_body must be a non-negative int or None, got {value!r}.$",
+    ):
+        Limits(request_body=value)
+
+
+def test_describe_names_every_limit() -> None:
+    assert Limits(response_headers=1000).describe() == (
+        "request_headers=8 KiB, request_target=4 KiB, request_body=32 MiB, "
+        "async_request_body=128 KiB, response_headers=1000 B, response_body=off"
+    )

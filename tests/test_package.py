@@ -1,0 +1,39 @@
+"""The package as users meet it: its public names, and what importing it costs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import fc_bridge
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {name for name in vars(fc_bridge) if not name.startswith("_")} - {"annotations"}
+    assert sorted(fc_bridge.__all__) == fc_bridge.__all__
+    assert set(fc_bridge.__all__) - {"__version__"} == public
+
+
+def test_every_exception_is_an_fcbridgeerror_with_a_docstring() -> None:
+    for name in fc_bridge.__all__:
+        obj = getattr(fc_bridge, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, fc_bridge.FCBridgeError)
+            assert obj.__doc__ and obj.__doc__.strip()
+
+
+def test_bridge_is_the_bridge_class() -> None:
+    assert fc_bridge.bridge is fc_bridge.Bridge
+
+
+def test_import_does_not_load_the_local_tooling() -> None:
+    code = (
+        "import sys, fc_bridge; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'uvicorn', 'httpx', 'starlette', 'fastapi', 'anyio', 'click', 'h11'} "
+        "or m in {'fc_bridge._emulator', 'fc_bridge.cli'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
