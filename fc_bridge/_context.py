@@ -9,13 +9,3 @@ def request_id(context: Any, fallback: object = None) -> str:
     """FC's request id for log lines: the context's, else ``fallback`` (a header), else ``"-"``."""
     value = getattr(context, "request_id", None) or fallback
     return value if isinstance(value, str) and value else "-"
-
-
-def field(context: Any, dotted: str, default: Any = None) -> Any:
-    """``field(ctx, "function.name")``: the attribute, or ``default`` if any part is missing."""
-    value = context
-    for name in dotted.split("."):
-        value = getattr(value, name, None)
-        if value is None:
-            return default
-    return value

@@ -73,7 +73,7 @@ class HTTPCycle:
         "_body_sent",
         "_gone",
         "_gone_event",
-        "_limit",
+        "_limits",
         "chunks",
         "complete",
         "head",
@@ -83,19 +83,19 @@ class HTTPCycle:
         "status",
     )
 
-    def __init__(self, body: bytes, *, head: bool, body_limit: int | None) -> None:
+    def __init__(self, body: bytes, *, head: bool, limits: Limits) -> None:
         self._body = body
         self._body_sent = False
         self._gone = False
         self._gone_event: asyncio.Event | None = None
         self.head = head
-        self._limit = body_limit
+        self._limits = limits
         self.status = 0
         self.headers: Any = ()
         self.chunks: list[bytes] = []
         self.size = 0
         self.complete = False
-        self.overflow = False
+        self.overflow: Rejection | None = None
 
     async def receive(self) -> Message:
         # Once the response is complete the exchange is over: http.disconnect, even for a body
@@ -136,10 +136,11 @@ class HTTPCycle:
 
     def _grow(self, length: int) -> None:
         self.size += length
-        if self._limit is not None and self.size > self._limit:
-            self.overflow = True
+        rejection = self._limits.check_response_body(self.size)
+        if rejection is not None:
+            self.overflow = rejection
             self.chunks = []
-            raise ResponseTooLarge(f"The response body passed {self._limit} bytes.")
+            raise ResponseTooLarge(rejection.message)
 
     def _add(self, body: bytes) -> None:
         self._grow(len(body))
@@ -184,7 +185,7 @@ class HTTPHandler:
                 return Response.internal_error()
         scope["state"] = lifespan.state.copy()
         head = scope["method"] == "HEAD"
-        cycle = HTTPCycle(body, head=head, body_limit=self.limits.response_body)
+        cycle = HTTPCycle(body, head=head, limits=self.limits)
         spawned = track_spawned_tasks()
         error: BaseException | None = None
         try:
@@ -230,11 +231,9 @@ class HTTPHandler:
 def _response(
     cycle: HTTPCycle, error: BaseException | None, limits: Limits, request_id: str
 ) -> Response:
-    if cycle.overflow:
-        rejection = limits.response_body_rejection(cycle.size)
-        if rejection is not None:  # always: overflow is only set past the limit
-            logger.error("Answering 502 [request_id=%s]: %s", request_id, rejection.message)
-            return Response.rejection(rejection, error)
+    if cycle.overflow is not None:
+        logger.error("Answering 502 [request_id=%s]: %s", request_id, cycle.overflow.message)
+        return Response.rejection(cycle.overflow, error)
     if error is not None:
         logger.error("Exception in ASGI application [request_id=%s]", request_id, exc_info=error)
         if not cycle.complete:

@@ -40,20 +40,18 @@ class Lifespan:
         self.failure: str | None = None
         # True once requests may be served without waiting for startup.
         self.ready = mode == "off"
-        self._started: asyncio.Event | None = None
-        self._stop_requested: asyncio.Event | None = None
-        self._stopped: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        # Events bind to a loop on first use, so they can be made here, outside of any loop.
+        self._started = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None  # asyncio keeps tasks only weakly
         self._startup_sent = False
 
     async def startup(self, context: Any = None) -> None:
         """Start the lifespan if nobody has, and wait until startup has succeeded or failed."""
         if self.mode == "off":
             return
-        if self._started is None:
-            self._started = asyncio.Event()
-            self._stop_requested = asyncio.Event()
-            self._stopped = asyncio.Event()
+        if self.phase == "idle":
             self.phase = "starting"
             scope: LifespanScope = {
                 "type": "lifespan",
@@ -70,7 +68,7 @@ class Lifespan:
 
     async def shutdown(self) -> None:
         """Ask the app to shut down and wait until it has; a no-op if it never started."""
-        if self.phase != "running" or self._stop_requested is None or self._stopped is None:
+        if self.phase != "running":
             return
         self.phase = "stopping"
         self._stop_requested.set()
@@ -93,9 +91,8 @@ class Lifespan:
         finally:
             # The task is over: nobody may wait for it any longer, whatever phase it reached.
             self.ready = self.phase != "failed"
-            for event in (self._started, self._stopped):
-                if event is not None:
-                    event.set()
+            self._started.set()
+            self._stopped.set()
 
     def _on_error(self, exc: BaseException) -> None:
         if self.phase == "starting" and self.mode == "auto":
@@ -111,8 +108,7 @@ class Lifespan:
         if not self._startup_sent:
             self._startup_sent = True
             return {"type": "lifespan.startup"}
-        if self._stop_requested is not None:
-            await self._stop_requested.wait()
+        await self._stop_requested.wait()
         return {"type": "lifespan.shutdown"}
 
     async def _send(self, message: Message) -> None:
@@ -124,14 +120,14 @@ class Lifespan:
         if kind == "lifespan.startup.complete":
             self.phase = "running"
             self.ready = True
-            self._wake(self._started)
+            self._started.set()
         elif kind == "lifespan.shutdown.complete":
             self.phase = "stopped"
-            self._wake(self._stopped)
+            self._stopped.set()
         else:
             self._fail(str(message.get("message") or kind))
-            self._wake(self._started)
-            self._wake(self._stopped)
+            self._started.set()
+            self._stopped.set()
 
     def _fail(self, reason: str, exc: BaseException | None = None) -> None:
         stage = "startup" if self.phase == "starting" else "shutdown"
@@ -141,8 +137,3 @@ class Lifespan:
         lines = [line for line in reason.strip().splitlines() if line.strip()]
         self.failure = f"lifespan {stage} failed: {lines[-1].strip() if lines else reason}"
         logger.error("ASGI lifespan %s failed: %s", stage, reason.strip(), exc_info=exc)
-
-    @staticmethod
-    def _wake(event: asyncio.Event | None) -> None:
-        if event is not None:
-            event.set()

@@ -85,7 +85,7 @@ class Limits:
             return _too_large("response headers", size, self.response_headers, 502)
         return None
 
-    def response_body_rejection(self, size: int) -> Rejection | None:
+    def check_response_body(self, size: int) -> Rejection | None:
         """The 502 FC answers when a response body of ``size`` bytes is over the limit, or None."""
         if self.response_body is not None and size > self.response_body:
             return _too_large("response body", size, self.response_body, 502)

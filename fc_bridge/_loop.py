@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
@@ -107,7 +107,13 @@ class SharedLoop:
         """Run ``coro`` on the shared loop and return its result; callable from any thread."""
         running = asyncio._get_running_loop()
         if running is not None:
-            return self._run_from_loop_thread(running, coro)
+            if running is self._loop:
+                coro.close()
+                raise ReentrantCallError(
+                    "The handler was called from inside the application it serves; "
+                    "the call would wait for itself forever."
+                )
+            return self._in_helper_thread(lambda: self.run(coro))
         ticket = _Ticket(coro)
         with self._mutex:
             loop = self._get_loop()
@@ -157,30 +163,27 @@ class SharedLoop:
             if successor is not None:
                 successor.wake.release()
 
-    def _run_from_loop_thread(
-        self, running: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
-    ) -> T:
-        """Serve a call from a thread that is itself running an event loop (an async test, say)."""
-        if running is self._loop:
-            coro.close()
-            raise ReentrantCallError(
-                "The handler was called from inside the application it serves; "
-                "the call would wait for itself forever."
-            )
-        outcome: list[_Ticket[T]] = []
+    @staticmethod
+    def _in_helper_thread(call: Callable[[], T]) -> T:
+        """Make ``call`` from a thread of its own: this thread is busy running an event loop.
 
-        def in_helper_thread() -> None:
-            ticket = _Ticket(coro)
+        A test written as a coroutine, say, that calls the handler directly: FC never does.
+        """
+        results: list[T] = []
+        errors: list[BaseException] = []
+
+        def helper() -> None:
             try:
-                ticket.result = self.run(coro)
+                results.append(call())
             except BaseException as exc:  # re-raised in the calling thread below
-                ticket.error = exc
-            outcome.append(ticket)
+                errors.append(exc)
 
-        helper = threading.Thread(target=in_helper_thread, name="fc-bridge-call")
-        helper.start()
-        helper.join()
-        return outcome[0].outcome()
+        thread = threading.Thread(target=helper, name="fc-bridge-call")
+        thread.start()
+        thread.join()
+        if errors:
+            raise errors[0]
+        return results[0]
 
     def close(self) -> None:
         """Cancel what is still pending on the loop and close it; the next run() makes a new one.
@@ -188,6 +191,8 @@ class SharedLoop:
         The process-wide loop never needs this (it ends with the process); tests and tools
         that make a loop of their own call it when they are done.
         """
+        if asyncio._get_running_loop() is not None:
+            return self._in_helper_thread(self.close)
         with self._mutex:
             loop, self._loop = self._loop, None
         if loop is None or loop.is_closed():

@@ -326,3 +326,12 @@ def test_app_must_be_callable() -> None:
 def test_limits_must_be_limits() -> None:
     with pytest.raises(ConfigError, match=r"limits must be a fc_bridge\.Limits, got"):
         Bridge(no_lifespan_app, limits={"request_body": 1})  # type: ignore[arg-type]
+
+
+def test_system_exit_in_the_lifespan_is_not_swallowed(loop: SharedLoop) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        Bridge(app, loop=loop).initializer(None)

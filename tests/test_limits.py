@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from typing import Any
@@ -212,3 +213,23 @@ def test_describe_names_every_limit() -> None:
         "request_headers=8 KiB, request_target=4 KiB, request_body=32 MiB, "
         "async_request_body=128 KiB, response_headers=1000 B, response_body=off"
     )
+
+
+def test_response_header_limit_can_be_switched_off(loop: SharedLoop) -> None:
+    limits = Limits(response_headers=None)
+    handler = Bridge(response_with_headers(20_000), lifespan="off", limits=limits, loop=loop)
+    assert fc_call(handler).status == 200
+
+
+def test_chunked_upload_over_the_limit_is_rejected_after_reading(loop: SharedLoop) -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/",
+        "wsgi.input": io.BytesIO(b"x" * 11),
+        "wsgi.input_terminated": True,
+    }
+    statuses: list[str] = []
+    handler = Bridge(echo_length, limits=Limits(request_body=10), loop=loop)
+    handler(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["400 Bad Request"]
+    assert calls == []

@@ -192,6 +192,8 @@ def test_an_interrupt_escaping_the_loop_reaches_the_caller_and_the_loop_lives_on
 ) -> None:
     background: list[asyncio.Task[None]] = []
 
+    finished: list[str] = []
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == "/interrupt":
 
@@ -200,6 +202,7 @@ def test_an_interrupt_escaping_the_loop_reaches_the_caller_and_the_loop_lives_on
 
             background.append(asyncio.get_running_loop().create_task(boom()))
             await asyncio.sleep(0.01)
+        finished.append(scope["path"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": scope["path"].encode()})
 
@@ -210,6 +213,9 @@ def test_an_interrupt_escaping_the_loop_reaches_the_caller_and_the_loop_lives_on
     time.sleep(0.02)
     assert fc_call(handler, "GET", "/again").body == b"/again"
     assert isinstance(background[0].exception(), KeyboardInterrupt)
+    # The interrupted request's own work finishes whenever the loop runs again, quietly.
+    loop.run(asyncio.sleep(0.02))
+    assert sorted(finished) == ["/after", "/again", "/interrupt"]
 
 
 def test_close_cancels_what_is_left_and_a_new_loop_follows() -> None:
@@ -236,3 +242,17 @@ def test_close_cancels_what_is_left_and_a_new_loop_follows() -> None:
     assert second is not first
     own.close()
     own.close()  # closing twice is harmless
+
+
+@pytest.mark.asyncio
+async def test_exceptions_cross_back_from_the_helper_thread() -> None:
+    own = SharedLoop()
+
+    async def failure() -> None:
+        raise KeyError("from the shared loop")
+
+    try:
+        with pytest.raises(KeyError, match="from the shared loop"):
+            own.run(failure())
+    finally:
+        own.close()

@@ -207,3 +207,12 @@ def test_a_wrong_content_length_is_dropped_with_a_warning(
 def test_memoryview_chunks_become_bytes(loop: SharedLoop) -> None:
     app = respond(200, [], memoryview(b"view"), bytearray(b"array"))  # type: ignore[arg-type]
     assert Bridge(app, loop=loop)(fc_environ(), lambda *a: None) == [b"view", b"array"]
+
+
+def test_pathsend_for_a_head_request_does_not_read_the_file(loop: SharedLoop) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": "/nonexistent/never/read"})
+
+    handler = Bridge(app, lifespan="off", loop=loop)
+    assert handler(fc_environ("HEAD"), lambda *a: None) == []

@@ -321,3 +321,35 @@ def test_short_reads_from_a_socket_are_completed(handler: Bridge) -> None:
     }
     list(handler(environ, lambda *args: None))
     assert seen[0]["body"] == b"0123456789"
+
+
+def test_absolute_form_request_uri(handler: Bridge) -> None:
+    environ = fc_environ("GET", f"{PREFIX}/x")
+    environ["fc.request_uri"] = f"https://123.cn-hangzhou.fc.aliyuncs.com{PREFIX}/x?y=1#frag"
+    list(handler(environ, lambda *args: None))
+    scope = seen[0]["scope"]
+    assert (scope["root_path"], scope["path"], scope["query_string"]) == (
+        PREFIX,
+        f"{PREFIX}/x",
+        b"y=1",
+    )
+
+
+@pytest.mark.parametrize("uri", ["https://example.com", "*"])
+def test_request_uri_without_a_path_is_the_root(handler: Bridge, uri: str) -> None:
+    environ = fc_environ("OPTIONS", "/")
+    environ["fc.request_uri"] = uri
+    list(handler(environ, lambda *args: None))
+    assert (seen[0]["scope"]["path"], seen[0]["scope"]["raw_path"]) == ("/", b"/")
+
+
+def test_explicit_root_path_wins_over_script_name(loop: SharedLoop) -> None:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "/mnt",
+        "PATH_INFO": "/a",
+        "wsgi.input": io.BytesIO(),
+    }
+    list(Bridge(recorder, root_path="/api", loop=loop)(environ, lambda *args: None))
+    scope = seen[0]["scope"]
+    assert (scope["root_path"], scope["path"]) == ("/api", "/api/mnt/a")
