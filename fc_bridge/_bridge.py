@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._context import request_id
 from ._errors import ConfigError, LifespanError
@@ -12,9 +12,11 @@ from ._http import HTTPHandler, Response
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection
 from ._loop import SharedLoop, shared_loop
-from ._types import ASGIApp, LifespanMode, StartResponse, WSGIEnviron
 from ._urls import check_root_path
 from ._wsgi import parse_environ, write_response
+
+if TYPE_CHECKING:
+    from ._types import ASGIApp, LifespanMode, StartResponse, WSGIEnviron
 
 logger = logging.getLogger("fc_bridge")
 

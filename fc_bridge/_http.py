@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection
 from ._loop import track_spawned_tasks
-from ._types import ASGIApp, Headers, HTTPScope, Message
+
+if TYPE_CHECKING:
+    from ._types import ASGIApp, Headers, HTTPScope, Message
 
 logger = logging.getLogger("fc_bridge.http")
 
@@ -136,6 +138,8 @@ class HTTPCycle:
 
     def _grow(self, length: int) -> None:
         self.size += length
+        if self._limits.response_body is None:
+            return
         rejection = self._limits.check_response_body(self.size)
         if rejection is not None:
             self.overflow = rejection
@@ -259,7 +263,7 @@ def _allowed_headers(raw: Any, size: int, head: bool) -> Headers:
     headers: Headers = []
     for name, value in raw:
         key = name.lower()
-        if key in RESERVED_RESPONSE_HEADERS or key[:5] == b"x-fc-":
+        if key in RESERVED_RESPONSE_HEADERS or key.startswith(b"x-fc-"):
             _warn_reserved(key, value, size, head)
         else:
             headers.append((name, value))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._types import ASGIApp, LifespanMode, LifespanScope, Message
+if TYPE_CHECKING:
+    from ._types import ASGIApp, LifespanMode, LifespanScope, Message
 
 logger = logging.getLogger("fc_bridge.lifespan")
 

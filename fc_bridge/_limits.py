@@ -8,22 +8,29 @@ It works on ASGI-shaped values only (header byte pairs, lengths), never on WSGI 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
-from ._types import Headers
+
+if TYPE_CHECKING:
+    from ._types import Headers
 
 KiB = 1024
 MiB = 1024 * KiB
 
 
-@dataclass(frozen=True)
 class Rejection:
     """An answer FC itself would give instead of the function's: status, error code, reason."""
 
-    status: int
-    code: str
-    message: str
+    __slots__ = ("code", "message", "status")
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.status}, {self.code!r}, {self.message!r})"
 
     def body(self) -> bytes:
         return json.dumps({"ErrorCode": self.code, "ErrorMessage": self.message}).encode()
@@ -32,29 +39,71 @@ class Rejection:
         return [(b"content-type", b"application/json"), (b"x-fc-error-type", b"FcCommonError")]
 
 
-@dataclass(frozen=True)
+FIELDS = (
+    "request_headers",
+    "request_target",
+    "request_body",
+    "async_request_body",
+    "response_headers",
+    "response_body",
+)
+
+
 class Limits:
-    """FC's size limits, in bytes; ``None`` switches a check off.
+    """FC's size limits, in bytes; ``None`` switches a check off. Immutable.
 
     Header sizes are the sum of every name's and value's length. The request target is the path
     as sent (percent-encoded, FC's URL prefix included) plus ``?`` and the query string.
     FC documents no response body limit, so that check is off unless you set one.
     """
 
-    request_headers: int | None = 8 * KiB
-    request_target: int | None = 4 * KiB
-    request_body: int | None = 32 * MiB
-    async_request_body: int | None = 128 * KiB
-    response_headers: int | None = 8 * KiB
-    response_body: int | None = None
+    __slots__ = FIELDS
 
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
+    request_headers: int | None
+    request_target: int | None
+    request_body: int | None
+    async_request_body: int | None
+    response_headers: int | None
+    response_body: int | None
+
+    def __init__(
+        self,
+        *,
+        request_headers: int | None = 8 * KiB,
+        request_target: int | None = 4 * KiB,
+        request_body: int | None = 32 * MiB,
+        async_request_body: int | None = 128 * KiB,
+        response_headers: int | None = 8 * KiB,
+        response_body: int | None = None,
+    ) -> None:
+        values = (
+            request_headers,
+            request_target,
+            request_body,
+            async_request_body,
+            response_headers,
+            response_body,
+        )
+        for name, value in zip(FIELDS, values, strict=True):
             if value is not None and (type(value) is not int or value < 0):
                 raise ConfigError(
-                    f"Limits.{field.name} must be a non-negative int or None, got {value!r}."
+                    f"Limits.{name} must be a non-negative int or None, got {value!r}."
                 )
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Limits are immutable: make a new one to change {name!r}.")
+
+    def __repr__(self) -> str:
+        return "Limits(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FIELDS) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Limits):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in FIELDS)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in FIELDS))
 
     def check_request(
         self, target: int, headers: Headers, body: int, *, is_async: bool
@@ -93,20 +142,16 @@ class Limits:
 
     def describe(self) -> str:
         """One line naming every limit in force, for startup banners."""
-        parts = []
-        for field in fields(self):
-            value = getattr(self, field.name)
-            parts.append(f"{field.name}={'off' if value is None else _human(value)}")
-        return ", ".join(parts)
+        return ", ".join(
+            f"{name}={'off' if value is None else _human(value)}"
+            for name, value in ((n, getattr(self, n)) for n in FIELDS)
+        )
 
 
 def _headers_size(headers: Headers, *, skip_fc: bool) -> int:
-    size = 0
-    for name, value in headers:
-        if skip_fc and name[:5].lower() == b"x-fc-":
-            continue
-        size += len(name) + len(value)
-    return size
+    if skip_fc:  # request headers: lower-case already, as the scope carries them
+        return sum(len(n) + len(v) for n, v in headers if not n.startswith(b"x-fc-"))
+    return sum(len(n) + len(v) for n, v in headers)
 
 
 def _too_large(what: str, size: int, limit: int, status: int) -> Rejection:

@@ -19,15 +19,21 @@ in flight. That is also what FC does to the whole instance, which it freezes bet
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from ._errors import ReentrantCallError
 
 T = TypeVar("T")
+
+# A task's first step can be taken where it is created (Task(..., eager_start=True)).
+EAGER_TASKS = sys.version_info >= (3, 12)
+# Longest a driver skips polling for I/O and timers while requests keep it busy, in seconds.
+POLL_INTERVAL = 0.01
 
 _spawned: ContextVar[list[asyncio.Task[Any]] | None] = ContextVar("fc_bridge_spawned", default=None)
 
@@ -56,26 +62,15 @@ def track_spawned_tasks() -> list[asyncio.Task[Any]]:
     return spawned
 
 
-class _Ticket(Generic[T]):
-    """One caller's coroutine and, once it has run, its result or exception."""
+class _Caller:
+    """A thread that came to run a coroutine: its task, and the lock it sleeps on while parked."""
 
-    __slots__ = ("abandoned", "coro", "error", "finished", "parked", "result", "wake")
+    __slots__ = ("parked", "task", "wake")
 
-    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
-        self.coro = coro
-        self.result: T | None = None
-        self.error: BaseException | None = None
-        self.finished = False
-        self.parked = False
-        self.abandoned = False
-        # Acquired while the caller is parked; released to wake it up.
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.parked = False  # waiting in SharedLoop._parked; changed under SharedLoop._mutex
         self.wake = threading.Lock()
-
-    def outcome(self) -> T:
-        if self.error is not None:
-            error, self.error = self.error, None  # drop the reference cycle through the traceback
-            raise error
-        return self.result  # type: ignore[return-value]
 
 
 class SharedLoop:
@@ -88,8 +83,10 @@ class SharedLoop:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mutex = threading.Lock()
-        self._driver: _Ticket[Any] | None = None
-        self._parked: deque[_Ticket[Any]] = deque()
+        self._driver: _Caller | None = None
+        self._parked: deque[_Caller] = deque()
+        self._looping = False  # inside run_forever (set and read by the driving thread only)
+        self._polled = float("-inf")  # loop.time() when run_forever last polled I/O and timers
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -114,51 +111,98 @@ class SharedLoop:
                     "the call would wait for itself forever."
                 )
             return self._in_helper_thread(lambda: self.run(coro))
-        ticket = _Ticket(coro)
+        caller = _Caller()
         with self._mutex:
             loop = self._get_loop()
             if self._driver is None:
-                self._driver = ticket
+                self._driver = caller
             else:
-                ticket.parked = True
-                ticket.wake.acquire()
-                self._parked.append(ticket)
-        if not ticket.parked:
-            loop.create_task(self._follow(ticket))
-            self._drive(loop, ticket)
+                caller.parked = True
+                caller.wake.acquire()
+                self._parked.append(caller)
+        if caller.parked:
+            loop.call_soon_threadsafe(self._start_parked, loop, caller, coro)
+            caller.wake.acquire()  # until our task is done, or the loop is handed to us
         else:
-            loop.call_soon_threadsafe(loop.create_task, self._follow(ticket))
-            ticket.wake.acquire()  # until our work is done, or the loop is handed to us
-            if not ticket.finished:
-                self._drive(loop, ticket)
-        return ticket.outcome()
+            caller.task = self._start_here(loop, coro)
+            if not caller.task.done():
+                caller.task.add_done_callback(lambda task: self._finished(caller))
+        if caller is self._driver:
+            self._drive(loop, caller)
+        task: asyncio.Task[T] = caller.task  # type: ignore[assignment]
+        return task.result()
 
-    async def _follow(self, ticket: _Ticket[T]) -> None:
-        try:
-            ticket.result = await ticket.coro
-        except BaseException as exc:  # re-raised in the caller's thread by outcome()
-            ticket.error = exc
-        ticket.finished = True
-        if ticket is self._driver:
-            # Stops the loop at the end of this iteration: the driver's run_forever returns.
-            asyncio.get_running_loop().stop()
-        elif not ticket.abandoned:
-            with self._mutex:
-                self._parked.remove(ticket)
-            ticket.wake.release()
+    def _start_parked(
+        self, loop: asyncio.AbstractEventLoop, caller: _Caller, coro: Coroutine[Any, Any, Any]
+    ) -> None:
+        caller.task = asyncio.Task(coro, loop=loop)
+        caller.task.add_done_callback(lambda task: self._finished(caller))
 
-    def _drive(self, loop: asyncio.AbstractEventLoop, ticket: _Ticket[Any]) -> None:
+    def _finished(self, caller: _Caller) -> None:
+        """A caller's task is done (a done callback, so on the loop): tell whoever waits on it."""
+        if caller is self._driver:
+            if self._looping:
+                # Ends run_forever after this iteration; the driver's own work is done.
+                asyncio.get_running_loop().stop()
+            return
+        with self._mutex:
+            if not caller.parked:  # it gave up waiting (see _drive)
+                return
+            caller.parked = False
+            self._parked.remove(caller)
+        caller.wake.release()
+
+    def _start_here(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
+    ) -> asyncio.Task[T]:
+        """Create the driver's task, taking its first step right here when nothing else is due.
+
+        Most requests never wait for I/O: their first step is the whole request. Taking it here
+        skips a pass of run_forever (selector poll, timers, setup and teardown), which costs
+        more than the rest of the bridge together. It is what the loop's next iteration would
+        do, so it is only done when no callback is due before it and the loop has polled for
+        I/O and timers within the last POLL_INTERVAL: background tasks keep their pace while
+        requests keep coming. Not loop.create_task: the task factory is for tasks the app starts.
+        """
+        now = loop.time()
+        if loop._ready or now - self._polled > POLL_INTERVAL:  # type: ignore[attr-defined]
+            return asyncio.Task(coro, loop=loop)  # run_forever steps it, after what is due
+        hooks = sys.get_asyncgen_hooks()
+        loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+        )
+        asyncio._set_running_loop(loop)
         try:
-            while not ticket.finished:
-                loop.run_forever()
-        except BaseException:
-            # KeyboardInterrupt or SystemExit escaped a callback: this caller stops waiting,
-            # and its coroutine finishes later under another driver with nobody to tell.
-            ticket.abandoned = True
-            raise
+            if EAGER_TASKS:
+                return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            task = asyncio.Task(coro, loop=loop)
+            loop._ready.popleft()._run()  # type: ignore[attr-defined]
+            return task
         finally:
+            asyncio._set_running_loop(None)
+            sys.set_asyncgen_hooks(*hooks)
+            loop._thread_id = None  # type: ignore[attr-defined]
+
+    def _drive(self, loop: asyncio.AbstractEventLoop, caller: _Caller) -> None:
+        """Run the loop until the caller's task is done, then hand the loop to a parked thread."""
+        try:
+            # A parked caller handed the loop may find its task not even created yet.
+            while caller.task is None or not caller.task.done():
+                self._looping = True
+                try:
+                    loop.run_forever()
+                finally:
+                    self._looping = False
+                    self._polled = loop.time()
+        finally:
+            # Also when KeyboardInterrupt or SystemExit escaped a callback: this caller stops
+            # waiting, and its task finishes later under another driver with nobody to tell.
             with self._mutex:
                 successor = self._parked.popleft() if self._parked else None
+                if successor is not None:
+                    successor.parked = False
                 self._driver = successor
             if successor is not None:
                 successor.wake.release()

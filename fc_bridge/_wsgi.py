@@ -9,38 +9,33 @@ PEP 3333 way, so the handler also runs under wsgiref, gunicorn or a test client.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from ._http import Response
 from ._limits import Limits, Rejection, bad_request
-from ._types import Headers, HTTPScope, StartResponse, WSGIEnviron, WSGIInput
 from ._urls import decode_path, encode_path, resolve, split_uri
+
+if TYPE_CHECKING:
+    from ._types import Headers, HTTPScope, StartResponse, WSGIEnviron, WSGIInput
 
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 HTTP_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
 EXTENSIONS: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
 
+_NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+# "HTTP_USER_AGENT" -> b"user-agent": the same few names arrive on every request.
+_header_names: dict[str, bytes] = {}
 _os_http_variables: dict[str, str] | None = None
 
 
 def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _latin1(text: str) -> bytes:
     return text.encode("latin-1")
-
-
-def _from_utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _from_latin1(data: bytes) -> str:
-    return data.decode("latin-1")
 
 
 def _environment_http_variables() -> dict[str, str]:
@@ -63,7 +58,6 @@ def parse_environ(
     if not method:
         return bad_request("The WSGI environ has no REQUEST_METHOD.")
     uri: str | None = environ.get("fc.request_uri")
-    encode = _latin1 if uri is None else _utf8
     if uri is not None:
         raw_path, query = split_uri(_utf8(uri))
     else:
@@ -84,7 +78,10 @@ def parse_environ(
         if not (length_text.isascii() and length_text.isdigit()):
             return bad_request(f"Content-Length {length_text!r} is not a non-negative integer.")
         length = int(length_text)
-    headers = _headers(environ, encode, length)
+    if uri is None:
+        headers = _headers(environ, "latin-1", "strict", length)
+    else:
+        headers = _headers(environ, "utf-8", "surrogatepass", length)
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
     is_async = environ.get("HTTP_X_FC_INVOCATION_TYPE", "").lower() == "async"
@@ -131,22 +128,28 @@ def parse_environ(
     return scope, body
 
 
-def _headers(environ: WSGIEnviron, encode: Callable[[str], bytes], length: int) -> Headers:
+def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> Headers:
     headers: Headers = []
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
-        headers.append((b"content-type", encode(content_type)))
+        headers.append((b"content-type", content_type.encode(encoding, errors)))
     # FC sets CONTENT_LENGTH "0" on every bodiless request; clients that sent no Content-Length
     # see none, as under uvicorn.
     if length or "HTTP_CONTENT_LENGTH" in environ:
         headers.append((b"content-length", str(length).encode()))
-    from_os = _environment_http_variables() if encode is _utf8 else {}
+    from_os = _environment_http_variables() if encoding == "utf-8" else {}
+    names = _header_names
     for key, value in environ.items():
-        if key[:5] != "HTTP_" or key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+        if not key.startswith("HTTP_") or key in _NOT_HEADERS:
             continue
         if from_os and from_os.get(key) == value:
             continue
-        headers.append((encode(key[5:].replace("_", "-").lower()), encode(value)))
+        name = names.get(key)
+        if name is None:
+            name = key[5:].replace("_", "-").lower().encode(encoding, errors)
+            if key.isascii() and len(names) < 4096:  # the same bytes in either encoding
+                names[key] = name
+        headers.append((name, value.encode(encoding, errors)))
     return headers
 
 
@@ -193,13 +196,28 @@ def write_response(
     As PEP 3333 asks, an exception the app raised goes to ``start_response`` as ``exc_info``:
     FC ignores it and serves the response, other servers and test clients may re-raise it.
     """
-    # FC turns these strings back into bytes as UTF-8 (see the module docstring).
-    decode = _from_latin1 if "fc.request_uri" not in environ else _from_utf8
     status = STATUS_LINES.get(response.status) or f"{response.status} Unknown"
-    headers = [(decode(name), decode(value)) for name, value in response.headers]
+    if "fc.request_uri" not in environ:
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers
+        ]
+    else:
+        # FC turns these strings back into bytes as UTF-8 (see the module docstring).
+        try:
+            headers = [(name.decode(), value.decode()) for name, value in response.headers]
+        except UnicodeDecodeError:
+            headers = [(_text(name), _text(value)) for name, value in response.headers]
     error = response.error
     if error is None:
         start_response(status, headers)
     else:
         start_response(status, headers, (type(error), error, error.__traceback__))
     return response.chunks
+
+
+def _text(data: bytes) -> str:
+    """Bytes FC will send as UTF-8: decoded as UTF-8 when they are, else as Latin-1."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data.decode("latin-1")

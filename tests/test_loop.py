@@ -256,3 +256,64 @@ async def test_exceptions_cross_back_from_the_helper_thread() -> None:
             own.run(failure())
     finally:
         own.close()
+
+
+def test_background_timers_keep_running_while_fast_requests_keep_coming(loop: SharedLoop) -> None:
+    ticks: list[float] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+
+            async def ticker() -> None:
+                while True:
+                    await asyncio.sleep(0.002)
+                    ticks.append(time.monotonic())
+
+            await receive()
+            task = asyncio.get_running_loop().create_task(ticker())
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            task.cancel()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        # Answers within its first step: the fastest path the bridge has.
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    handler = Bridge(app, loop=loop)
+    handler.initializer(None)
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        assert fc_call(handler).status == 204
+    handler.pre_stop(None)
+    # The loop polls timers at least every 10 ms while busy: about 20 ticks in 0.2 s.
+    assert len(ticks) >= 5
+
+
+def test_async_generators_started_in_a_request_are_finalized_by_the_loop(
+    loop: SharedLoop,
+) -> None:
+    cleaned: list[str] = []
+
+    async def numbers() -> Any:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            await asyncio.sleep(0)  # only an aclose() run by the loop gets past this
+            cleaned.append("closed")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        first = -1
+        if scope["path"] == "/generator":
+            generator = numbers()
+            first = await generator.__anext__()  # then dropped, unfinished
+            del generator
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(first).encode()})
+
+    handler = Bridge(app, lifespan="off", loop=loop)
+    fc_call(handler, "GET", "/warm-up")  # polls the loop, so the next request takes its first
+    assert fc_call(handler, "GET", "/generator").body == b"0"  # step without run_forever
+    loop.run(asyncio.sleep(0.01))
+    assert cleaned == ["closed"]

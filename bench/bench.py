@@ -1,0 +1,540 @@
+"""What bridging an ASGI app to FC's WSGI handler costs: fc-bridge against today's options.
+
+Every candidate is a factory taking an ASGI app and returning a WSGI callable, called the way
+FC 2.0's runtime calls a handler (``list(body)``, joined) with environs built the way FC builds
+them. Candidates run side by side in one process, interleaved in rounds; the tables give
+medians and ratios. "floor" is not a bridge: the app awaited directly on an already running
+loop in the calling thread, scope and receive/send built from the environ (with fc-bridge's own
+scope code, so the floor carries no bridge overhead but the unavoidable part). It is the lower
+bound of what any bridge can cost.
+
+    python bench/bench.py            # everything, a few minutes; pinned to one CPU
+    python bench/bench.py --quick    # fewer rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import io
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fc_bridge import Bridge, Limits
+from fc_bridge._emulator import Invocation, wsgi_environ
+from fc_bridge._loop import SharedLoop
+from fc_bridge._wsgi import parse_environ
+
+WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+MiB = 1024 * 1024
+NO_LIMITS = Limits(request_body=None, async_request_body=None)
+
+
+# --- the apps -------------------------------------------------------------------------------
+
+
+async def tiny(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+async def upload(request: Request) -> Response:
+    return PlainTextResponse(str(len(await request.body())))
+
+
+async def download(request: Request) -> Response:
+    chunk = b"x" * (64 * 1024)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8 * 16):
+            yield chunk
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(0.005)
+    return PlainTextResponse("slept")
+
+
+starlette_app = Starlette(
+    routes=[
+        Route("/tiny", tiny),
+        Route("/upload", upload, methods=["POST"]),
+        Route("/download", download),
+        Route("/slow", slow),
+    ]
+)
+
+fastapi_app = FastAPI()
+
+
+class Item(BaseModel):
+    id: int
+    name: str
+    tags: list[str]
+    price: float
+
+
+@fastapi_app.get("/items/{item_id}")
+async def read_item(item_id: int, q: str = "", limit: int = 10) -> Item:
+    return Item(id=item_id, name=q or "thing", tags=["a", "b"] * limit, price=9.5)
+
+
+# --- the candidates ---------------------------------------------------------------------------
+
+
+def fc_bridge_candidate(app: Any) -> WSGI:
+    return Bridge(app, lifespan="off", limits=NO_LIMITS, loop=SharedLoop())
+
+
+def a2wsgi_candidate(app: Any) -> WSGI:
+    from a2wsgi import ASGIMiddleware
+
+    return cast(WSGI, ASGIMiddleware(app))
+
+
+def mangum_candidate(app: Any) -> WSGI:
+    """Mangum behind an environ -> API Gateway v2 event conversion (what an FC port would be)."""
+    from mangum import Mangum
+
+    handler = Mangum(app, lifespan="off")
+
+    class Context:
+        aws_request_id = "bench"
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        headers["content-type"] = environ.get("CONTENT_TYPE", "")
+        event = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": environ["PATH_INFO"],
+            "rawQueryString": environ.get("QUERY_STRING", ""),
+            "headers": headers,
+            "requestContext": {
+                "http": {
+                    "method": environ["REQUEST_METHOD"],
+                    "path": environ["PATH_INFO"],
+                    "sourceIp": environ.get("REMOTE_ADDR", ""),
+                    "protocol": "HTTP/1.1",
+                }
+            },
+            "body": base64.b64encode(body).decode() if body else "",
+            "isBase64Encoded": bool(body),
+        }
+        result = handler(event, cast(Any, Context()))
+        data = result.get("body") or ""
+        payload = base64.b64decode(data) if result.get("isBase64Encoded") else data.encode()
+        out_headers = list((result.get("headers") or {}).items())
+        out_headers += [("set-cookie", c) for c in result.get("cookies") or []]
+        start_response(f"{result['statusCode']} -", out_headers)
+        return [payload]
+
+    return wsgi
+
+
+CANDIDATES: dict[str, Callable[[Any], WSGI]] = {
+    "fc-bridge": fc_bridge_candidate,
+    "a2wsgi": a2wsgi_candidate,
+    "Mangum": mangum_candidate,
+}
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def environ_for(method: str, target: str, body: bytes = b"") -> dict[str, Any]:
+    headers = [("Host", "bench.fcapp.run"), ("User-Agent", "bench"), ("Accept", "*/*")]
+    if body:
+        headers.append(("Content-Type", "application/octet-stream"))
+    return wsgi_environ(Invocation(method, target, headers, body), context=None)
+
+
+def fresh(environ: dict[str, Any]) -> dict[str, Any]:
+    copy = dict(environ)
+    copy["wsgi.input"] = io.BytesIO(environ["wsgi.input"].getvalue())
+    return copy
+
+
+def fc_runtime_call(wsgi: WSGI, environ: dict[str, Any]) -> bytes:
+    """What FC's runtime does: call, list(body), join."""
+    return b"".join(list(wsgi(environ, lambda status, headers, exc_info=None: None)))
+
+
+async def floor_call(app: Any, environ: dict[str, Any]) -> bytes:
+    parsed = parse_environ(environ, root_path=None, scheme="auto", limits=NO_LIMITS)
+    if not isinstance(parsed, tuple):
+        raise RuntimeError(parsed)
+    scope, body = parsed
+    scope["state"] = {}
+    chunks: list[bytes] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            return {"type": "http.disconnect"}
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            chunks.append(message["body"])
+
+    await app(scope, receive, send)
+    return b"".join(chunks)
+
+
+def time_wsgi(wsgi: WSGI, environ: dict[str, Any], n: int) -> float:
+    environs = [fresh(environ) for _ in range(n)]
+    gc.collect()
+    start = time.perf_counter()
+    for env in environs:
+        fc_runtime_call(wsgi, env)
+    return (time.perf_counter() - start) / n
+
+
+def time_floor(loop: asyncio.AbstractEventLoop, app: Any, environ: dict[str, Any], n: int) -> float:
+    environs = [fresh(environ) for _ in range(n)]
+
+    async def run() -> float:
+        start = time.perf_counter()
+        for env in environs:
+            await floor_call(app, env)
+        return (time.perf_counter() - start) / n
+
+    gc.collect()
+    return loop.run_until_complete(run())
+
+
+def per_request(
+    app: Any, environ: dict[str, Any], n: int, rounds: int, only: list[str]
+) -> dict[str, float]:
+    """Median seconds per request for each candidate, interleaved in rounds."""
+    loop = asyncio.new_event_loop()
+    wsgis = {name: CANDIDATES[name](app) for name in only}
+    samples: dict[str, list[float]] = {"floor": [], **{name: [] for name in wsgis}}
+    expected = loop.run_until_complete(floor_call(app, fresh(environ)))
+    for name, wsgi in wsgis.items():
+        got = fc_runtime_call(wsgi, fresh(environ))
+        if got != expected:
+            raise RuntimeError(f"{name} answered {got[:60]!r}, expected {expected[:60]!r}")
+    for _ in range(rounds):
+        samples["floor"].append(time_floor(loop, app, environ, n))
+        for name, wsgi in wsgis.items():
+            samples[name].append(time_wsgi(wsgi, environ, n))
+    loop.close()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def hammer(
+    wsgi: WSGI,
+    environ: dict[str, Any],
+    deadline: float,
+    done: list[int],
+    i: int,
+    errors: list[str],
+) -> None:
+    try:
+        while time.perf_counter() < deadline:
+            fc_runtime_call(wsgi, fresh(environ))
+            done[i] += 1
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def threaded(app: Any, seconds: float, threads: int, only: list[str]) -> dict[str, float]:
+    """Requests per second with ``threads`` threads calling at once (FC instance concurrency)."""
+    environ = environ_for("GET", "/slow")
+    results: dict[str, float] = {}
+
+    async def floor_workers() -> int:
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await floor_call(app, fresh(environ))
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(threads)))
+        return done
+
+    loop = asyncio.new_event_loop()
+    results["floor"] = loop.run_until_complete(floor_workers()) / seconds
+    loop.close()
+    for name in only:
+        done = [0] * threads
+        errors: list[str] = []
+        deadline = time.perf_counter() + seconds
+        pool = [
+            threading.Thread(
+                target=hammer, args=(CANDIDATES[name](app), environ, deadline, done, i, errors)
+            )
+            for i in range(threads)
+        ]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        results[name] = float("nan") if errors and not sum(done) else sum(done) / seconds
+        if errors:
+            print(f"  {name} with {threads} threads: {len(errors)} thread(s) failed: {errors[0]}")
+    return results
+
+
+def peak_memory(only: list[str]) -> dict[str, float]:
+    """Peak memory a 32 MiB POST costs beyond the request body itself, in MiB."""
+    body = os.urandom(32 * MiB)
+    environ = environ_for("POST", "/upload", body)
+    results: dict[str, float] = {}
+
+    def measure(call: Callable[[dict[str, Any]], bytes]) -> float:
+        env = fresh(environ)
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        answer = call(env)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if answer != str(len(body)).encode():
+            raise RuntimeError(f"wrong answer {answer!r}")
+        return (peak - base) / MiB
+
+    loop = asyncio.new_event_loop()
+    results["floor"] = measure(lambda env: loop.run_until_complete(floor_call(starlette_app, env)))
+    loop.close()
+    for name in only:
+        wsgi = CANDIDATES[name](starlette_app)
+        fc_runtime_call(wsgi, fresh(environ_for("GET", "/tiny")))  # warm up outside the trace
+        results[name] = measure(partial(fc_runtime_call, wsgi))
+    return results
+
+
+COLD_START = """
+import io, sys, time
+sys.path.insert(0, {root!r})
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+async def tiny(request):
+    return PlainTextResponse("hello")
+app = Starlette(routes=[Route("/tiny", tiny)])
+environ = {{"REQUEST_METHOD": "GET", "PATH_INFO": "/tiny", "SCRIPT_NAME": "", "QUERY_STRING": "",
+    "fc.request_uri": "/tiny", "SERVER_NAME": "FCRUNTIME", "SERVER_PORT": "9000",
+    "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http"}}
+start = time.perf_counter()
+{body}
+print(time.perf_counter() - start)
+"""
+
+COLD_BODIES = {
+    "floor": (
+        "import asyncio\n"
+        "async def main():\n"
+        "    out = []\n"
+        "    async def receive():\n"
+        "        return {'type': 'http.request', 'body': b'', 'more_body': False}\n"
+        "    async def send(m): out.append(m)\n"
+        "    scope = {'type': 'http', 'method': 'GET', 'path': '/tiny', 'raw_path': b'/tiny',\n"
+        "        'root_path': '', 'query_string': b'', 'headers': [], 'scheme': 'http',\n"
+        "        'http_version': '1.1', 'asgi': {'version': '3.0'}}\n"
+        "    await app(scope, receive, send)\n"
+        "asyncio.new_event_loop().run_until_complete(main())"
+    ),
+    "fc-bridge": (
+        "from fc_bridge import bridge\n"
+        "assert b''.join(bridge(app, lifespan='off')(environ, lambda *a: None)) == b'hello'"
+    ),
+    "a2wsgi": (
+        "from a2wsgi import ASGIMiddleware\n"
+        "assert b''.join(ASGIMiddleware(app)(environ, lambda *a: None)) == b'hello'"
+    ),
+    "Mangum": (
+        "from mangum import Mangum\n"
+        "event = {'version': '2.0', 'rawPath': '/tiny', 'rawQueryString': '', 'headers': {},\n"
+        "    'requestContext': {'http': {'method': 'GET', 'path': '/tiny',\n"
+        "                                'sourceIp': '1.1.1.1'}}}\n"
+        "class Ctx: pass\n"
+        "assert Mangum(app, lifespan='off')(event, Ctx())['body'] == 'hello'"
+    ),
+}
+
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+# Deployed code has .pyc files (pip compiles on install): let the subprocesses write and use them.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def python(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV
+    )
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return out.stdout
+
+
+def cold_start(runs: int, only: list[str]) -> dict[str, float]:
+    """Seconds from 'import the bridge' to the first response, in a fresh interpreter."""
+    samples: dict[str, list[float]] = {name: [] for name in ["floor", *only]}
+    for run in range(runs + 1):
+        for name in samples:
+            seconds = float(python(COLD_START.format(root=ROOT, body=COLD_BODIES[name])))
+            if run:  # the first round only writes the bytecode caches
+                samples[name].append(seconds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+IMPORT = """
+import time{before}
+start = time.perf_counter()
+import fc_bridge
+print(time.perf_counter() - start)
+"""
+
+
+def import_cost(runs: int) -> tuple[float, float]:
+    """Milliseconds ``import fc_bridge`` takes alone, and in an app that imported Starlette."""
+    alone = [float(python(IMPORT.format(before=""))) for _ in range(runs + 1)][1:]
+    in_app = [float(python(IMPORT.format(before=", starlette.applications"))) for _ in range(runs)]
+    return statistics.median(alone) * 1e3, statistics.median(in_app) * 1e3
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def row(label: str, values: dict[str, float], fmt: Callable[[float], str], lower: bool) -> str:
+    floor = values["floor"]
+    cells = []
+    for name in ["floor", *[n for n in values if n != "floor"]]:
+        value = values[name]
+        if value != value:  # NaN: the candidate failed
+            cells.append("fails")
+            continue
+        ratio = value / floor if lower else floor / value
+        cells.append(fmt(value) + ("" if name == "floor" else f" ({ratio:.2f}x)"))
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
+    parser.add_argument("--only", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
+    args = parser.parse_args()
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        # Thread wake-ups cost 15-25 us on one CPU and 120-200 us across two; pinning keeps
+        # a2wsgi's numbers from swinging fourfold between runs (see BENCHMARKS.md).
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rounds = 3 if args.quick else 9
+    only = args.only
+    us = lambda s: f"{s * 1e6:,.0f} us"  # noqa: E731
+    print(f"Python {sys.version.split()[0]}, {rounds} rounds, candidates: {', '.join(only)}\n")
+    header = "| workload | floor | " + " | ".join(only) + " |"
+    lines = [header, "|" + " --- |" * (len(only) + 2)]
+
+    tiny_env = environ_for("GET", "/tiny")
+    times = per_request(starlette_app, tiny_env, 300 if args.quick else 2000, rounds, only)
+    lines.append(row("tiny GET, Starlette PlainTextResponse", times, us, lower=True))
+    tiny_times = times
+
+    fast_env = environ_for("GET", "/items/42?q=widget&limit=3")
+    times = per_request(fastapi_app, fast_env, 200 if args.quick else 1000, rounds, only)
+    lines.append(row("FastAPI JSON route, path + query + pydantic model", times, us, True))
+    fastapi_times = times
+
+    upload_env = environ_for("POST", "/upload", os.urandom(MiB))
+    times = per_request(starlette_app, upload_env, 20 if args.quick else 100, rounds, only)
+    rates = {name: 1 / value for name, value in times.items()}
+    lines.append(row("POST 1 MiB, app reads body", rates, lambda r: f"{r:,.0f} MiB/s", False))
+
+    down_env = environ_for("GET", "/download")
+    times = per_request(starlette_app, down_env, 3 if args.quick else 10, rounds, only)
+    rates = {name: 8 / value for name, value in times.items()}
+    lines.append(
+        row("GET 8 MiB StreamingResponse, 64 KiB chunks", rates, lambda r: f"{r:,.0f} MiB/s", False)
+    )
+
+    rates = threaded(starlette_app, 1.0 if args.quick else 3.0, 8, only)
+    lines.append(row("8 threads, endpoint sleeps 5 ms", rates, lambda r: f"{r:,.0f} req/s", False))
+
+    memory = peak_memory(only)
+    lines.append(
+        row(
+            "peak extra memory, 32 MiB POST, await request.body()",
+            memory,
+            lambda m: f"{m:.0f} MiB",
+            True,
+        )
+    )
+
+    cold = cold_start(3 if args.quick else 9, only)
+    cells = [f"{cold['floor'] * 1e3:.1f} ms"] + [
+        f"+{(cold[name] - cold['floor']) * 1e3:.1f} ms" for name in only
+    ]
+    lines.append(
+        "| import + wrap + first request (floor: absolute; others: over floor) | "
+        + " | ".join(cells)
+        + " |"
+    )
+
+    print("\n".join(lines))
+    alone, in_app = import_cost(5 if args.quick else 15)
+    print(
+        f"\nimport fc_bridge: {in_app:.1f} ms in an app that has imported Starlette "
+        f"(its own modules), {alone:.1f} ms alone (with asyncio and logging)"
+    )
+    if "fc-bridge" in only:
+        checks = [
+            ("tiny GET <= 1.5x floor", tiny_times["fc-bridge"] / tiny_times["floor"], 1.5, False),
+            (
+                "FastAPI JSON <= 1.2x floor",
+                fastapi_times["fc-bridge"] / fastapi_times["floor"],
+                1.2,
+                False,
+            ),
+        ]
+        if "a2wsgi" in only:
+            checks.append(
+                (
+                    "tiny GET >= 5x faster than a2wsgi",
+                    tiny_times["a2wsgi"] / tiny_times["fc-bridge"],
+                    5.0,
+                    True,
+                )
+            )
+        print()
+        for label, value, target, at_least in checks:
+            ok = value >= target if at_least else value <= target
+            print(f"{'PASS' if ok else 'FAIL'}  {label}: {value:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
