@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m coverage erase
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine --quiet
-	$(BIN)/python -m coverage report --fail-under=100
+	$(BIN)/python -m coverage report
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

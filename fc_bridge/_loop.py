@@ -85,7 +85,6 @@ class SharedLoop:
         self._mutex = threading.Lock()
         self._driver: _Caller | None = None
         self._parked: deque[_Caller] = deque()
-        self._looping = False  # inside run_forever (set and read by the driving thread only)
         self._polled = float("-inf")  # loop.time() when run_forever last polled I/O and timers
 
     @property
@@ -141,9 +140,9 @@ class SharedLoop:
     def _finished(self, caller: _Caller) -> None:
         """A caller's task is done (a done callback, so on the loop): tell whoever waits on it."""
         if caller is self._driver:
-            if self._looping:
-                # Ends run_forever after this iteration; the driver's own work is done.
-                asyncio.get_running_loop().stop()
+            # Ends run_forever after this iteration: the driver's own work is done. (Callbacks
+            # only run inside run_forever: a first step taken by _start_here runs none.)
+            asyncio.get_running_loop().stop()
             return
         with self._mutex:
             if not caller.parked:  # it gave up waiting (see _drive)
@@ -175,11 +174,11 @@ class SharedLoop:
         )
         asyncio._set_running_loop(loop)
         try:
-            if EAGER_TASKS:
+            if EAGER_TASKS:  # pragma: >=3.12 cover
                 return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-            task = asyncio.Task(coro, loop=loop)
-            loop._ready.popleft()._run()  # type: ignore[attr-defined]
-            return task
+            task = asyncio.Task(coro, loop=loop)  # pragma: <3.12 cover
+            loop._ready.popleft()._run()  # type: ignore[attr-defined]  # pragma: <3.12 cover
+            return task  # pragma: <3.12 cover
         finally:
             asyncio._set_running_loop(None)
             sys.set_asyncgen_hooks(*hooks)
@@ -190,11 +189,9 @@ class SharedLoop:
         try:
             # A parked caller handed the loop may find its task not even created yet.
             while caller.task is None or not caller.task.done():
-                self._looping = True
                 try:
                     loop.run_forever()
                 finally:
-                    self._looping = False
                     self._polled = loop.time()
         finally:
             # Also when KeyboardInterrupt or SystemExit escaped a callback: this caller stops

@@ -233,3 +233,25 @@ def test_chunked_upload_over_the_limit_is_rejected_after_reading(loop: SharedLoo
     handler(environ, lambda status, headers, exc_info=None: statuses.append(status))
     assert statuses == ["400 Bad Request"]
     assert calls == []
+
+
+def test_limits_are_values() -> None:
+    limits = Limits(response_body=1000)
+    assert limits == Limits(response_body=1000)
+    assert limits != Limits()
+    assert limits != "Limits(response_body=1000)"
+    assert len({limits, Limits(response_body=1000)}) == 1
+    assert repr(limits) == (
+        "Limits(request_headers=8192, request_target=4096, request_body=33554432, "
+        "async_request_body=131072, response_headers=8192, response_body=1000)"
+    )
+    with pytest.raises(AttributeError, match="Limits are immutable: make a new one to change"):
+        limits.response_body = 5
+
+
+def test_rejection_repr_names_status_code_and_message() -> None:
+    rejection = Limits(request_target=1).check_request(2, [], 0, is_async=False)
+    assert repr(rejection) == (
+        "Rejection(400, 'InvalidArgument', \"The size of the request path and query is 2 bytes, "
+        "over FC's limit of 1 bytes.\")"
+    )

@@ -353,3 +353,8 @@ def test_explicit_root_path_wins_over_script_name(loop: SharedLoop) -> None:
     list(Bridge(recorder, root_path="/api", loop=loop)(environ, lambda *args: None))
     scope = seen[0]["scope"]
     assert (scope["root_path"], scope["path"]) == ("/api", "/api/mnt/a")
+
+
+def test_non_ascii_header_names_are_encoded_each_time(handler: Bridge) -> None:
+    fc_call(handler, "GET", "/", [("X-Zoë", "1"), ("X-Zoë", "2")])
+    assert ("x-zoë".encode(), b"1,2") in seen[0]["scope"]["headers"]
