@@ -9,6 +9,7 @@ The lifespan task lives on the shared loop between the two, like under uvicorn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,6 +66,9 @@ class Lifespan:
             self._task = contextvars.Context().run(
                 asyncio.get_running_loop().create_task, self._main(scope)
             )
+            # _main reports every error itself; an interrupt it lets through must not be
+            # reported again by asyncio ("exception was never retrieved") whenever GC runs.
+            self._task.add_done_callback(_retrieve)
         await self._started.wait()
 
     async def shutdown(self) -> None:
@@ -138,3 +142,8 @@ class Lifespan:
         lines = [line for line in reason.strip().splitlines() if line.strip()]
         self.failure = f"lifespan {stage} failed: {lines[-1].strip() if lines else reason}"
         logger.error("ASGI lifespan %s failed: %s", stage, reason.strip(), exc_info=exc)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        task.exception()
