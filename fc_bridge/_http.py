@@ -250,29 +250,31 @@ def _response(
             "ASGI app returned without completing the response [request_id=%s]", request_id
         )
         return Response.internal_error()
-    headers = _allowed_headers(cycle.headers, cycle.size, cycle.head)
-    rejection = limits.check_response_headers(headers)
+    headers, size = _allowed_headers(cycle.headers, cycle.size, cycle.head)
+    rejection = limits.check_response_headers(size)
     if rejection is not None:
         logger.error("Answering 502 [request_id=%s]: %s", request_id, rejection.message)
         return Response.rejection(rejection, error)
     return Response(cycle.status, headers, cycle.chunks, error)
 
 
-def _allowed_headers(raw: Any, size: int, head: bool) -> Headers:
-    """The app's headers minus those FC reserves, warning once per name per process."""
+def _allowed_headers(raw: Any, body_size: int, head: bool) -> tuple[Headers, int]:
+    """The app's headers minus those FC reserves, and their size in bytes as FC counts it."""
     headers: Headers = []
+    size = 0
     for name, value in raw:
         key = name.lower()
         if key in RESERVED_RESPONSE_HEADERS or key.startswith(b"x-fc-"):
-            _warn_reserved(key, value, size, head)
+            # FC sets Content-Length from the body it gets: a correct one is just redundant.
+            if key != b"content-length" or not (head or value.strip() == b"%d" % body_size):
+                _warn_reserved(key)
         else:
             headers.append((name, value))
-    return headers
+            size += len(name) + len(value)
+    return headers, size
 
 
-def _warn_reserved(key: bytes, value: bytes, size: int, head: bool) -> None:
-    if key == b"content-length" and (head or value.strip() == str(size).encode()):
-        return  # FC sets Content-Length from the body it gets; a correct one is just redundant.
+def _warn_reserved(key: bytes) -> None:
     if key not in _warned:
         _warned.add(key)
         logger.warning(

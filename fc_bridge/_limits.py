@@ -116,7 +116,7 @@ class Limits:
         if self.request_target is not None and target > self.request_target:
             return _too_large("request path and query", target, self.request_target, 400)
         if self.request_headers is not None:
-            size = _headers_size(headers, skip_fc=True)
+            size = _request_headers_size(headers)
             if size > self.request_headers:
                 return _too_large("request headers", size, self.request_headers, 400)
         limit = self.async_request_body if is_async else self.request_body
@@ -125,12 +125,10 @@ class Limits:
             return _too_large(kind, body, limit, 400)
         return None
 
-    def check_response_headers(self, headers: Headers) -> Rejection | None:
-        """The 502 FC answers when a response's headers are over the limit, or None."""
-        if self.response_headers is None:
-            return None
-        size = _headers_size(headers, skip_fc=False)
-        if size > self.response_headers:
+    def check_response_headers(self, size: int) -> Rejection | None:
+        """The 502 FC answers when response headers of ``size`` bytes (every name's and value's
+        length added up) are over the limit, or None."""
+        if self.response_headers is not None and size > self.response_headers:
             return _too_large("response headers", size, self.response_headers, 502)
         return None
 
@@ -148,10 +146,9 @@ class Limits:
         )
 
 
-def _headers_size(headers: Headers, *, skip_fc: bool) -> int:
-    if skip_fc:  # request headers: lower-case already, as the scope carries them
-        return sum(len(n) + len(v) for n, v in headers if not n.startswith(b"x-fc-"))
-    return sum(len(n) + len(v) for n, v in headers)
+def _request_headers_size(headers: Headers) -> int:
+    """Request headers, lower-case as the scope carries them, minus those FC adds (x-fc-*)."""
+    return sum(len(n) + len(v) for n, v in headers if not n.startswith(b"x-fc-"))
 
 
 def _too_large(what: str, size: int, limit: int, status: int) -> Rejection:
