@@ -8,16 +8,20 @@ never imports it.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import sys
+import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from ._event import as_text
 from ._urls import FC_PREFIX, decode_path
 
 WSGIHandler = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes | str]]
@@ -145,3 +149,74 @@ def unhandled_error(exc: BaseException) -> RuntimeResponse:
         "X-Fc-Error-Type": ["UnhandledInvocationError"],
     }
     return RuntimeResponse(502, headers, body)
+
+
+def http_event(
+    invocation: Invocation,
+    *,
+    domain: str = "fc-bridge.cn-hangzhou.fcapp.run",
+    request_id: str | None = None,
+    account_id: str = "1234567890",
+) -> bytes:
+    """The event FC 3.0 passes a built-in runtime's handler for an HTTP trigger request.
+
+    Repeated query parameters and headers arrive joined with a comma; header names are
+    canonicalised (``accept-encoding`` becomes ``Accept-Encoding``); a body is base64-encoded
+    unless it is text (by its Content-Type, and valid UTF-8), as FC_FACTS section 2 describes.
+    """
+    parts = urlsplit(invocation.target)
+    raw_path = parts.path or "/"
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    headers: dict[str, str] = {}
+    for name, value in invocation.headers:
+        key = name.title()
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    content_type = headers.get("Content-Type", "").encode("latin-1")
+    binary = as_text(invocation.body, content_type.lower(), b"") is None
+    now = time.time()
+    event = {
+        "version": "v1",
+        "rawPath": raw_path,
+        "body": base64.b64encode(invocation.body).decode() if binary else invocation.body.decode(),
+        "isBase64Encoded": binary,
+        "headers": headers,
+        "queryParameters": query,
+        "requestContext": {
+            "accountId": account_id,
+            "domainName": domain,
+            "domainPrefix": domain.split(".")[0],
+            "http": {
+                "method": invocation.method,
+                "path": decode_path(raw_path.encode()),
+                "protocol": "HTTP/1.1",
+                "sourceIp": invocation.client_ip,
+                "userAgent": headers.get("User-Agent", ""),
+            },
+            "requestId": request_id or f"1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "timeEpoch": str(int(now * 1000)),
+        },
+    }
+    return json.dumps(event).encode()
+
+
+def call_event(handler: Callable[[Any, Any], Any], event: Any, context: Any) -> RuntimeResponse:
+    """Call an FC 3.0 handler with ``event`` and turn its result into what FC would send.
+
+    Each key of the returned ``headers`` becomes a header line; keys that differ only in case
+    (how fc-bridge returns several Set-Cookie values) become several lines of one header.
+    An exception escaping the handler becomes a 502 ``UnhandledInvocationError``.
+    """
+    try:
+        result = handler(event, context)
+    except Exception as exc:
+        return unhandled_error(exc)
+    headers: dict[str, list[str]] = {}
+    for name, value in (result.get("headers") or {}).items():
+        key = next((k for k in headers if k.lower() == name.lower()), name)
+        headers.setdefault(key, []).append(value)
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    return RuntimeResponse(int(result["statusCode"]), headers, data)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from ._http import Response
 from ._limits import Limits, Rejection, bad_request
+from ._scope import extensions, header_text, http_version
+from ._scope import scheme as choose_scheme
 from ._urls import decode_path, encode_path, resolve, split_uri
 
 if TYPE_CHECKING:
     from ._types import Headers, HTTPScope, StartResponse, WSGIEnviron, WSGIInput
 
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
-HTTP_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
-EXTENSIONS: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
 
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
@@ -111,9 +111,9 @@ def parse_environ(
     scope: HTTPScope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": HTTP_VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), "1.1"),
+        "http_version": http_version(environ.get("SERVER_PROTOCOL")),
         "method": method.upper(),
-        "scheme": _scheme(environ, scheme),
+        "scheme": choose_scheme(headers, scheme, environ.get("wsgi.url_scheme") or "http"),
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
@@ -121,7 +121,7 @@ def parse_environ(
         "headers": headers,
         "client": (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None,
         "server": (server_name, int(server_port) if server_port else None) if server_name else None,
-        "extensions": EXTENSIONS.copy(),
+        "extensions": extensions(),
         "fc.context": environ.get("fc.context"),
         "fc.request_uri": uri if uri is not None else "",
     }
@@ -175,19 +175,6 @@ def _read_exactly(stream: WSGIInput, length: int) -> bytes:
     return body
 
 
-def _scheme(environ: WSGIEnviron, option: str) -> str:
-    if option != "auto":
-        return option
-    # FC reports wsgi.url_scheme "http" even for HTTPS clients; a forwarded protocol, when the
-    # gateway passes one, is the better answer.
-    forwarded: str | None = environ.get("HTTP_X_FORWARDED_PROTO")
-    if forwarded:
-        proto = forwarded.partition(",")[0].strip().lower()
-        if proto in ("http", "https"):
-            return proto
-    return str(environ.get("wsgi.url_scheme") or "http")
-
-
 def write_response(
     response: Response, start_response: StartResponse, environ: WSGIEnviron
 ) -> list[bytes]:
@@ -206,18 +193,10 @@ def write_response(
         try:
             headers = [(name.decode(), value.decode()) for name, value in response.headers]
         except UnicodeDecodeError:
-            headers = [(_text(name), _text(value)) for name, value in response.headers]
+            headers = [(header_text(n), header_text(v)) for n, v in response.headers]
     error = response.error
     if error is None:
         start_response(status, headers)
     else:
         start_response(status, headers, (type(error), error, error.__traceback__))
     return response.chunks
-
-
-def _text(data: bytes) -> str:
-    """Bytes FC will send as UTF-8: decoded as UTF-8 when they are, else as Latin-1."""
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        return data.decode("latin-1")

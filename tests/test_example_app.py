@@ -1,4 +1,4 @@
-"""The FastAPI example app, deployed as FC 2.0 would call it, under FC's default-address prefix."""
+"""The FastAPI example as FC calls it: FC 2.0 (WSGI, with the URL prefix) and FC 3.0 (events)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,51 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from examples.fastapi_app import main
-from fc_bridge._emulator import RuntimeResponse
+from fc_bridge._emulator import Invocation, RuntimeResponse, call_event, http_event
 
 from .conftest import PREFIX, FCContext, fc_call
 
-HOST = [("Host", "123456.cn-hangzhou.fc.aliyuncs.com")]
+
+@dataclass
+class Generation:
+    """How one FC generation reaches the example: the URL prefix, the host, the call."""
+
+    name: str
+    prefix: str
+    host: str
+    scheme: str
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        context: Any = None,
+    ) -> RuntimeResponse:
+        all_headers = [("Host", self.host), *(headers or [])]
+        if self.name == "fc2":
+            return fc_call(
+                main.handler, method, self.prefix + path, all_headers, body, context=context
+            )
+        event = http_event(Invocation(method, path, all_headers, body), domain=self.host)
+        return call_event(main.handler, event, context or FCContext())
+
+
+FC2 = Generation("fc2", PREFIX, "123456.cn-hangzhou.fc.aliyuncs.com", "http")
+FC3 = Generation("fc3", "", "abc.cn-hangzhou.fcapp.run", "https")
+
+
+@pytest.fixture(params=[FC2, FC3], ids=lambda g: g.name)
+def fc(request: pytest.FixtureRequest) -> Generation:
+    generation: Generation = request.param
+    return generation
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,38 +60,31 @@ def _instance() -> Iterator[None]:
     main.pre_stop(FCContext(request_id="stop"))
 
 
-def call(
-    method: str, path: str, headers: list[tuple[str, str]] | None = None, body: bytes = b""
-) -> RuntimeResponse:
-    return fc_call(main.handler, method, PREFIX + path, HOST + (headers or []), body)
-
-
-def test_json_route_with_path_and_query_params() -> None:
-    response = call("GET", "/items/42?q=caf%C3%A9&limit=5")
+def test_json_route_with_path_and_query_params(fc: Generation) -> None:
+    response = fc.call("GET", "/items/42?q=caf%C3%A9&limit=5")
     assert (response.status, json.loads(response.body)) == (
         200,
         {"item_id": 42, "q": "café", "limit": 5},
     )
 
 
-def test_validation_error_is_fastapis_422() -> None:
-    response = call("GET", "/items/not-a-number")
+def test_validation_error_is_fastapis_422(fc: Generation) -> None:
+    response = fc.call("GET", "/items/not-a-number")
     assert response.status == 422
     assert json.loads(response.body)["detail"][0]["loc"] == ["path", "item_id"]
 
 
-def test_post_json_uses_the_database_the_lifespan_opened() -> None:
-    created = call(
-        "POST", "/items", [("Content-Type", "application/json")], b'{"name": "tea", "price": 3.5}'
-    )
+def test_post_json_uses_the_database_the_lifespan_opened(fc: Generation) -> None:
+    json_header = [("Content-Type", "application/json")]
+    created = fc.call("POST", "/items", json_header, b'{"name": "tea", "price": 3.5}')
     assert created.status == 201
     item = json.loads(created.body)
     assert item["name"] == "tea"
-    listed = json.loads(call("GET", "/items").body)
+    listed = json.loads(fc.call("GET", "/items").body)
     assert {"id": item["id"], "name": "tea", "price": 3.5} in listed
 
 
-def test_multipart_upload() -> None:
+def test_multipart_upload(fc: Generation) -> None:
     boundary = "----fcbridge"
     payload = bytes(range(256)) * 100
     body = (
@@ -68,7 +97,7 @@ def test_multipart_upload() -> None:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     headers = [("Content-Type", f"multipart/form-data; boundary={boundary}")]
-    response = call("POST", "/upload", headers, body)
+    response = fc.call("POST", "/upload", headers, body)
     assert json.loads(response.body) == {
         "filename": "b.bin",
         "content_type": "application/octet-stream",
@@ -78,47 +107,47 @@ def test_multipart_upload() -> None:
     }
 
 
-def test_login_sets_two_cookies_and_redirects_under_the_prefix() -> None:
+def test_login_sets_two_cookies_and_redirects_under_the_prefix(fc: Generation) -> None:
     form = [("Content-Type", "application/x-www-form-urlencoded")]
-    response = call("POST", "/login", form, b"username=ana")
+    response = fc.call("POST", "/login", form, b"username=ana")
     assert response.status == 303
-    assert response.header("location") == f"{PREFIX}/me"
-    cookies = response.headers["set-cookie"]
+    assert response.header("location") == f"{fc.prefix}/me"
+    cookies = next(v for k, v in response.headers.items() if k.lower() == "set-cookie")
     assert [c.split(";")[0] for c in cookies] == ["session=user-ana", "theme=dark"]
-    me = call("GET", "/me", [("Cookie", "session=user-ana; theme=dark")])
+    me = fc.call("GET", "/me", [("Cookie", "session=user-ana; theme=dark")])
     assert json.loads(me.body) == {"session": "user-ana"}
-    assert call("GET", "/me").status == 401
+    assert fc.call("GET", "/me").status == 401
 
 
-def test_url_for_redirect_keeps_the_prefix() -> None:
-    response = call("GET", "/go")
+def test_url_for_redirect_keeps_the_prefix(fc: Generation) -> None:
+    response = fc.call("GET", "/go")
     assert response.status == 307
-    assert response.header("location") == (
-        f"http://123456.cn-hangzhou.fc.aliyuncs.com{PREFIX}/items/1"
-    )
+    assert response.header("location") == f"{fc.scheme}://{fc.host}{fc.prefix}/items/1"
 
 
-def test_docs_page_loads_openapi_and_assets_through_the_prefix() -> None:
-    page = call("GET", "/docs").body.decode()
-    assert f"url: '{PREFIX}/openapi.json'" in page
-    for asset in re.findall(r'(?:href|src)="(http[^"]+/static/swagger/[^"]+)"', page):
-        path = asset.split(PREFIX, 1)[1]
-        assert call("GET", path).status == 200, asset
-    spec = json.loads(call("GET", "/openapi.json").body)
+def test_docs_page_loads_openapi_and_assets_through_the_prefix(fc: Generation) -> None:
+    page = fc.call("GET", "/docs").body.decode()
+    assert f"url: '{fc.prefix}/openapi.json'" in page
+    assets = re.findall(r'(?:href|src)="(http[^"]+/static/swagger/[^"]+)"', page)
+    assert len(assets) == 2
+    for asset in assets:
+        path = asset.split(fc.host + fc.prefix, 1)[1]
+        assert fc.call("GET", path).status == 200, asset
+    spec = json.loads(fc.call("GET", "/openapi.json").body)
     assert "/items/{item_id}" in spec["paths"]
 
 
-def test_streaming_route() -> None:
-    response = call("GET", "/stream?n=4")
+def test_streaming_route(fc: Generation) -> None:
+    response = fc.call("GET", "/stream?n=4")
     assert (response.status, response.body) == (200, b"line 0\nline 1\nline 2\nline 3\n")
 
 
-def test_whoami_reports_the_context_without_its_secrets() -> None:
-    response = fc_call(main.handler, "GET", "/whoami", HOST, context=FCContext(request_id="abc"))
+def test_whoami_reports_the_context_without_its_secrets(fc: Generation) -> None:
+    response = fc.call("GET", "/whoami", context=FCContext(request_id="abc"))
     assert json.loads(response.body) == {
         "request_id": "abc",
         "function": "fn",
         "region": "cn-hangzhou",
         "has_credentials": True,
-        "root_path": "",
+        "root_path": fc.prefix,
     }

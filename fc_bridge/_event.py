@@ -1,0 +1,207 @@
+"""FC 3.0's HTTP trigger: a JSON event in, a response dict out.
+
+FC 3.0 calls a built-in runtime's handler as ``handler(event, context)``, ``event`` being the
+HTTP request as JSON bytes (FC_FACTS section 2), and sends back what the handler returns:
+``{"statusCode", "headers", "body", "isBase64Encoded"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ._limits import Limits, Rejection, bad_request
+from ._scope import extensions, header_text, http_version
+from ._scope import scheme as choose_scheme
+from ._urls import resolve
+
+if TYPE_CHECKING:
+    from ._http import Response
+    from ._types import Headers, HTTPScope
+
+# Bodies sent as text (when they are valid UTF-8); everything else goes base64-encoded.
+TEXT_TYPES = (
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "application/graphql",
+    "image/svg+xml",
+)
+IDENTITY = (b"", b"identity")
+
+
+def load_event(event: object) -> dict[str, Any] | None:
+    """The event as a dict: FC passes JSON bytes; tests and tools may pass a str or a dict."""
+    if isinstance(event, dict):
+        return event
+    if isinstance(event, (bytes, bytearray, memoryview, str)):
+        try:
+            loaded = json.loads(bytes(event) if not isinstance(event, str) else event)
+        except ValueError:  # JSONDecodeError, and UnicodeDecodeError for non-UTF-8 bytes
+            return None
+        return loaded if isinstance(loaded, dict) else None
+    return None
+
+
+def is_http_event(event: dict[str, Any]) -> bool:
+    """Whether an event comes from an HTTP trigger (other triggers send other shapes)."""
+    context = event.get("requestContext")
+    return isinstance(context, dict) and isinstance(context.get("http"), dict)
+
+
+def describe(event: object) -> str:
+    """A short description of an event's shape for error messages (never its values)."""
+    loaded = load_event(event)
+    if loaded is not None:
+        return f"a JSON object with keys {sorted(loaded)[:8]}"
+    return f"{type(event).__name__} that is not a JSON object"
+
+
+def parse_event(
+    event: dict[str, Any], context: Any, *, root_path: str | None, scheme: str, limits: Limits
+) -> tuple[HTTPScope, bytes] | Rejection:
+    """Build the ASGI scope and the body of the HTTP request an FC 3.0 event describes."""
+    request = event["requestContext"]
+    http = request["http"]
+    method = http.get("method")
+    raw = event.get("rawPath", http.get("path", "/"))
+    if not isinstance(method, str) or not method or not isinstance(raw, str):
+        return bad_request("The event has no requestContext.http.method or rawPath string.")
+    raw_path = raw.encode("utf-8", "surrogatepass") or b"/"
+    root, path, raw_path = resolve(raw_path, root_path)
+    query = _query_string(event.get("queryParameters"))
+
+    headers: Headers = []
+    names = set()
+    for name, value in (event.get("headers") or {}).items():
+        key = str(name).lower()
+        names.add(key)
+        headers.append((key.encode("latin-1", "replace"), str(value).encode("utf-8")))
+    domain = request.get("domainName")
+    if "host" not in names and isinstance(domain, str) and domain:
+        headers.append((b"host", domain.encode("idna")))
+
+    body_text = event.get("body") or ""
+    if not isinstance(body_text, str):
+        return bad_request("The event's body must be a string.")
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body_text, validate=True)
+        except (binascii.Error, ValueError):
+            return bad_request("The event's body is marked isBase64Encoded but is not base64.")
+    else:
+        body = body_text.encode("utf-8", "surrogatepass")
+
+    target = len(raw_path) + (len(query) + 1 if query else 0)
+    is_async = any(n == b"x-fc-invocation-type" and v.lower() == b"async" for n, v in headers)
+    rejection = limits.check_request(target, headers, len(body), is_async=is_async)
+    if rejection is not None:
+        return rejection
+
+    scheme = choose_scheme(headers, scheme, "https")  # FC 3.0's function URLs are HTTPS
+    source = http.get("sourceIp")
+    scope: HTTPScope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": http_version(http.get("protocol")),
+        "method": method.upper(),
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root,
+        "headers": headers,
+        "client": (source, 0) if isinstance(source, str) and source else None,
+        "server": (domain, 443 if scheme == "https" else 80) if domain else None,
+        "extensions": extensions(),
+        "fc.context": context,
+        "fc.request_uri": raw + ("?" + query.decode("ascii") if query else ""),
+    }
+    scope["fc.event"] = event  # type: ignore[typeddict-unknown-key]
+    return scope, body
+
+
+def _query_string(parameters: Any) -> bytes:
+    """The query string, rebuilt from FC's ``queryParameters`` object.
+
+    FC joins the values of a repeated parameter with a comma (``?p=a&p=b`` arrives as
+    ``{"p": "a,b"}``), and a value may itself contain a comma, so the two cannot be told apart.
+    The bridge does not guess: the app gets one value, ``"a,b"``, exactly as FC delivered it.
+    """
+    if not isinstance(parameters, dict):
+        return b""
+    pairs = []
+    for name, value in parameters.items():
+        for one in value if isinstance(value, list) else [value]:
+            pairs.append(f"{quote(str(name), safe='')}={quote(str(one), safe='')}")
+    return "&".join(pairs).encode("ascii")
+
+
+def event_response(response: Response, set_cookie: str) -> dict[str, Any]:
+    """The dict FC 3.0 turns into the HTTP response."""
+    headers: dict[str, str] = {}
+    cookies = 0
+    content_type = content_encoding = b""
+    for raw_name, raw_value in response.headers:
+        name = header_text(raw_name).lower()
+        value = header_text(raw_value)
+        if name == "content-type":
+            content_type = raw_value.lower()
+        elif name == "content-encoding":
+            content_encoding = raw_value.strip().lower()
+        if name == "set-cookie" and set_cookie == "case":
+            headers[_cookie_key(cookies)] = value
+            cookies += 1
+        elif name in headers:
+            # RFC 9110 5.3: repeated field lines combine into one, comma-separated.
+            headers[name] = f"{headers[name]}, {value}"
+        else:
+            headers[name] = value
+    body = b"".join(response.chunks)
+    text = as_text(body, content_type, content_encoding)
+    return {
+        "statusCode": response.status,
+        "headers": headers,
+        "body": text if text is not None else base64.b64encode(body).decode("ascii"),
+        "isBase64Encoded": text is None,
+    }
+
+
+def _cookie_key(n: int) -> str:
+    """The n-th spelling of Set-Cookie: "Set-Cookie", "sEt-Cookie", "SEt-Cookie", ...
+
+    HTTP field names are case-insensitive, so every spelling is a Set-Cookie header to a
+    browser, while a JSON object keeps them as distinct keys. 2**9 spellings exist.
+    """
+    letters = [i for i, c in enumerate("set-cookie") if c.isalpha()]
+    chars = list("Set-Cookie")
+    for bit, index in enumerate(letters):
+        if n >> bit & 1:
+            chars[index] = chars[index].swapcase()
+    return "".join(chars)
+
+
+def as_text(body: bytes, content_type: bytes, content_encoding: bytes) -> str | None:
+    """``body`` as text when FC can carry it as text, else None (it goes base64-encoded)."""
+    if content_encoding not in IDENTITY:
+        return None  # gzip, br, ...: bytes, whatever the content type says
+    media = content_type.partition(b";")[0].strip().decode("latin-1")
+    textual = (
+        not media
+        or media.startswith("text/")
+        or media in TEXT_TYPES
+        or media.endswith(("+json", "+xml"))
+    )
+    if not textual:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
