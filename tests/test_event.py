@@ -473,6 +473,15 @@ def test_limits_apply_to_events_with_the_same_answers(loop: SharedLoop) -> None:
     assert len(seen) == 3
 
 
+@pytest.mark.parametrize(("size", "status"), [(32 * 1024 * 1024, 200), (32 * 1024 * 1024 + 1, 400)])
+def test_synchronous_body_limit_counts_the_decoded_body(
+    loop: SharedLoop, size: int, status: int
+) -> None:
+    headers = [("Content-Type", "application/octet-stream")]
+    response = fc3_call(Bridge(recorder, loop=loop), "POST", "/", headers, b"\xff" * size)
+    assert response.status == status
+
+
 def test_response_limits_apply_to_events(loop: SharedLoop) -> None:
     big = body_app(b"text/plain", b"x" * 11)
     result = Bridge(big, lifespan="off", limits=Limits(response_body=10), loop=loop)(
