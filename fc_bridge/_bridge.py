@@ -170,6 +170,38 @@ class Bridge:
             return self._loop.run(handler(event, context))
         return handler(event, context)  # type: ignore[misc]
 
+    def local(
+        self,
+        mode: str = "fc2",
+        *,
+        concurrency: int = 1,
+        prefix: str | None = None,
+        function: Any = None,
+    ) -> ASGIApp:
+        """An ASGI app that serves this bridge the way FC would, for any ASGI server.
+
+        ``local_app = handler.local()`` then ``uvicorn main:local_app --reload``: requests go
+        through FC's checks and this bridge, as in production. ``mode`` is ``"fc2"`` (FC 2.0's
+        WSGI call), ``"fc3"`` (FC 3.0 events) or ``"web"`` (the app served directly, as FC's
+        custom runtime runs it); ``concurrency`` is FC's instance concurrency; ``prefix``
+        serves the app under FC's default-address prefix; ``function`` is a
+        ``FunctionInfo`` describing the function for the contexts (default: environment).
+        """
+        from ._frontend import MODES, EmulatedFC
+        from ._web import WebFunction
+
+        if mode not in MODES:
+            raise ConfigError(f'mode must be "fc2", "fc3" or "web", got {mode!r}.')
+        if mode == "web":
+            return WebFunction(
+                self.app,
+                lifespan=self.lifespan,
+                limits=self.limits,
+                root_path=self.root_path if prefix is None else prefix,
+                function=function,
+            )
+        return EmulatedFC(self, mode, concurrency=concurrency, prefix=prefix, function=function)
+
     def initializer(self, context: Any = None) -> None:
         """FC's initializer hook: run the app's lifespan startup, once per instance.
 

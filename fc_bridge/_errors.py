@@ -21,3 +21,7 @@ class UnsupportedEventError(FCBridgeError, TypeError):
 
 class ReentrantCallError(FCBridgeError, RuntimeError):
     """The handler was called from inside the bridge's own event loop, which would deadlock."""
+
+
+class TargetError(FCBridgeError):
+    """The CLI's TARGET cannot be imported, or is neither an ASGI app nor a Bridge."""

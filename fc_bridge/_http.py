@@ -250,7 +250,7 @@ def _response(
             "ASGI app returned without completing the response [request_id=%s]", request_id
         )
         return Response.internal_error()
-    headers, size = _allowed_headers(cycle.headers, cycle.size, cycle.head)
+    headers, size = allowed_headers(cycle.headers, cycle.size, cycle.head)
     rejection = limits.check_response_headers(size)
     if rejection is not None:
         logger.error("Answering 502 [request_id=%s]: %s", request_id, rejection.message)
@@ -258,13 +258,19 @@ def _response(
     return Response(cycle.status, headers, cycle.chunks, error)
 
 
-def _allowed_headers(raw: Any, body_size: int, head: bool) -> tuple[Headers, int]:
-    """The app's headers minus those FC reserves, and their size in bytes as FC counts it."""
+def allowed_headers(
+    raw: Any, body_size: int, head: bool, *, reserved: frozenset[bytes] = RESERVED_RESPONSE_HEADERS
+) -> tuple[Headers, int]:
+    """The app's headers minus those FC reserves, and their size in bytes as FC counts it.
+
+    ``reserved`` are the names FC keeps for itself besides ``x-fc-*``: on a web function the
+    HTTP server owns the framing headers, so there only ``x-fc-*`` is dropped.
+    """
     headers: Headers = []
     size = 0
     for name, value in raw:
         key = name.lower()
-        if key in RESERVED_RESPONSE_HEADERS or key.startswith(b"x-fc-"):
+        if key in reserved or key.startswith(b"x-fc-"):
             # FC sets Content-Length from the body it gets: a correct one is just redundant.
             if key != b"content-length" or not (head or value.strip() == b"%d" % body_size):
                 _warn_reserved(key)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+FC_DEFAULT_TYPE = "application/octet-stream"  # what FC's runtime sets when a request has none
+FC_DEFAULT_HEADER = (b"content-type", FC_DEFAULT_TYPE.encode())
 
 # "HTTP_USER_AGENT" -> b"user-agent": the same few names arrive on every request.
 _header_names: dict[str, bytes] = {}
@@ -85,7 +87,11 @@ def parse_environ(
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
     is_async = environ.get("HTTP_X_FC_INVOCATION_TYPE", "").lower() == "async"
-    rejection = limits.check_request(target, headers, length, is_async=is_async)
+    # FC's gateway checked the headers the client sent, before its runtime added a default
+    # Content-Type: so the default does not count (undercounting here cannot reject a
+    # request FC accepted; counting it could).
+    counted = [h for h in headers if h != FC_DEFAULT_HEADER] if uri is not None else headers
+    rejection = limits.check_request(target, counted, length, is_async=is_async)
     if rejection is not None:
         return rejection
     stream: WSGIInput | None = environ.get("wsgi.input")
@@ -131,7 +137,9 @@ def parse_environ(
 def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> Headers:
     headers: Headers = []
     content_type = environ.get("CONTENT_TYPE")
-    if content_type:
+    # FC's runtime puts its default in when the client sent no Content-Type; on a request
+    # without a body that default is all it can be, and the app should not see it.
+    if content_type and (length or encoding != "utf-8" or content_type != FC_DEFAULT_TYPE):
         headers.append((b"content-type", content_type.encode(encoding, errors)))
     # FC sets CONTENT_LENGTH "0" on every bodiless request; clients that sent no Content-Length
     # see none, as under uvicorn.

@@ -41,10 +41,9 @@ def error(response: Any) -> dict[str, str]:
 
 
 def padded_headers(total: int) -> list[tuple[str, str]]:
-    """Headers whose names and values add up to exactly ``total`` bytes, FC's own excluded."""
-    # Content-Type (12 + 24 bytes) is added by FC's runtime itself when the client sends none.
-    fixed = len("content-type") + len("application/octet-stream")
-    return [("X-Pad", "a" * (total - fixed - len("x-pad")))]
+    """Headers whose names and values add up to exactly ``total`` bytes, as the client sent them
+    (FC's runtime adds a Content-Type and x-fc-* headers, which do not count)."""
+    return [("X-Pad", "a" * (total - len("x-pad")))]
 
 
 @pytest.fixture
@@ -255,3 +254,11 @@ def test_rejection_repr_names_status_code_and_message() -> None:
         "Rejection(400, 'InvalidArgument', \"The size of the request path and query is 2 bytes, "
         "over FC's limit of 1 bytes.\")"
     )
+
+
+def test_fcs_default_content_type_does_not_count(handler: Bridge) -> None:
+    # The client sent 8192 bytes of headers and no Content-Type; FC's runtime adds its default.
+    sent = [("Content-Length", "3")]
+    sent += padded_headers(8192 - len("content-length") - len("3"))
+    response = fc_call(handler, "POST", "/", sent, b"abc")
+    assert (response.status, response.body) == (200, b"3")

@@ -148,11 +148,18 @@ def test_non_ascii_query_and_header_values_are_utf8(handler: Bridge) -> None:
     assert (b"x-name", "Zoë 東京".encode()) in scope["headers"]
 
 
-def test_bodiless_request_gets_no_invented_content_length(handler: Bridge) -> None:
+def test_bodiless_request_gets_no_invented_content_headers(handler: Bridge) -> None:
+    # FC's runtime sets CONTENT_LENGTH "0" and CONTENT_TYPE "application/octet-stream" on
+    # every request; a GET that sent neither shows neither, as under uvicorn.
     fc_call(handler, "GET", "/", [("Accept", "*/*")])
     names = [name for name, _ in seen[0]["scope"]["headers"]]
     assert b"content-length" not in names
-    # FC itself invents this default Content-Type; it cannot be told apart from a real one.
+    assert b"content-type" not in names
+
+
+def test_a_body_keeps_fcs_default_content_type(handler: Bridge) -> None:
+    # With a body, FC's default cannot be told apart from a client's own octet-stream.
+    fc_call(handler, "POST", "/", [], b"data")
     assert (b"content-type", b"application/octet-stream") in seen[0]["scope"]["headers"]
 
 

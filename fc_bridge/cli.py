@@ -1,0 +1,258 @@
+"""``fc-bridge``: run an ASGI app locally the way Function Compute runs it.
+
+fc-bridge serve main:app                        # http://127.0.0.1:9000, FC 2.0 behaviour
+fc-bridge serve main:handler --mode fc3         # through the FC 3.0 event path
+fc-bridge serve main:app --mode web --host 0.0.0.0 --port 9000   # an FC custom runtime
+fc-bridge invoke main:handler GET '/items/1?q=x' -H 'X-A: 1' --data @body.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import errno
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from ._emulator import Invocation
+from ._errors import FCBridgeError
+from ._frontend import EmulatedFC, asgi_request
+from ._local_context import FunctionInfo
+from ._target import load_bridge
+from ._version import __version__
+from ._web import WebFunction
+
+logger = logging.getLogger("fc_bridge.cli")
+
+RELOAD_OPTIONS = "FC_BRIDGE_SERVE_OPTIONS"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``fc-bridge`` command; returns its exit code."""
+    args = _parser().parse_args(argv)
+    level = getattr(logging, args.log_level.upper())
+    logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return serve(args)
+        return invoke(args)
+    except (FCBridgeError, OSError) as exc:
+        # One line a person can act on; the traceback only when asked for.
+        logger.debug("Details:", exc_info=exc)
+        print(f"fc-bridge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fc-bridge", description="Run an ASGI app the way Alibaba Cloud Function Compute does."
+    )
+    parser.add_argument("--version", action="version", version=f"fc-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the app on uvicorn, behind FC's rules")
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT") or 9000), help="port (9000)"
+    )
+    serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.add_argument(
+        "--concurrency", type=int, default=1, help="FC's instance concurrency, fc2/fc3 modes (1)"
+    )
+    invoke = commands.add_parser("invoke", help="make one request without a server and print it")
+    _common(invoke)
+    invoke.add_argument("method", metavar="METHOD", help="HTTP method, e.g. GET")
+    invoke.add_argument("path", metavar="PATH", help="path and query, e.g. '/items/1?q=x'")
+    invoke.add_argument(
+        "-H", "--header", action="append", default=[], help="a request header, 'Name: value'"
+    )
+    invoke.add_argument("--data", help="the request body, or @file to read it from a file")
+    invoke.add_argument("--event", type=Path, help="fc3 mode: send this file as FC's event")
+    invoke.add_argument("--json", action="store_true", help="print the response as JSON")
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="TARGET", help="module:attribute, an app or a bridge")
+    parser.add_argument(
+        "--mode", choices=("fc2", "fc3", "web"), default="fc2", help="how FC calls it (fc2)"
+    )
+    parser.add_argument("--prefix", help="serve under FC's default-address URL prefix")
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    for field, help_text in (
+        ("function-name", "function name in the context"),
+        ("region", "region in the context"),
+        ("account-id", "account id in the context"),
+        ("memory", "memory size (MB) in the context"),
+        ("timeout", "timeout (s) in the context"),
+    ):
+        parser.add_argument(
+            f"--{field}", type=int if field in ("memory", "timeout") else str, help=help_text
+        )
+
+
+def _function(args: argparse.Namespace) -> FunctionInfo:
+    return FunctionInfo.from_env(
+        name=args.function_name,
+        handler=args.target,
+        region=args.region,
+        account_id=args.account_id,
+        memory=args.memory,
+        timeout=args.timeout,
+    )
+
+
+def build(args: argparse.Namespace) -> Any:
+    """The ASGI app the server runs: the front end of the chosen mode around TARGET."""
+    bridge = load_bridge(args.target)
+    concurrency = getattr(args, "concurrency", 1)
+    return bridge.local(
+        args.mode, concurrency=concurrency, prefix=args.prefix, function=_function(args)
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        print(
+            "fc-bridge: error: serve needs uvicorn: pip install 'fc-bridge[local]'", file=sys.stderr
+        )
+        return 2
+    app = build(args)  # before binding: a bad TARGET is reported before anything listens
+    _check_port(args.host, args.port)
+    bridge_limits = getattr(app, "limits", None) or app.bridge.limits
+    where = f"http://{args.host}:{args.port}{args.prefix or ''}/"
+    detail = f"concurrency {args.concurrency}" if args.mode != "web" else "lifespan via /initialize"
+    logger.info(
+        "fc-bridge %s serving %s at %s in %s mode (%s); limits: %s",
+        __version__,
+        args.target,
+        where,
+        args.mode,
+        detail,
+        bridge_limits.describe(),
+    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "lifespan": "on",
+        "server_header": False,  # FC sends its own
+    }
+    if args.reload:
+        os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
+        uvicorn.run("fc_bridge.cli:reloaded_app", factory=True, reload=True, **options)
+    else:
+        uvicorn.run(app, **options)
+    return 0
+
+
+def reloaded_app() -> Any:
+    """uvicorn --reload's factory: the front end, rebuilt in each reloaded process."""
+    args = argparse.Namespace(**json.loads(os.environ[RELOAD_OPTIONS]))
+    return build(args)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(
+                    f"port {port} on {host} is already in use; choose another with --port."
+                ) from None
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}.") from None
+
+
+def invoke(args: argparse.Namespace) -> int:
+    app = build(args)
+    headers = [_header(text) for text in args.header]
+    body = _body(args.data)
+    target = (args.prefix or "") + args.path
+    if isinstance(app, WebFunction):
+        status, raw_headers, data = asyncio.run(
+            _web_invoke(app, args.method, target, headers, body)
+        )
+        out = {n.decode("latin-1"): v.decode("latin-1") for n, v in raw_headers}
+        return _print(args, status, list(out.items()), data)
+    front: EmulatedFC = app
+    context = front.context()
+    front.bridge.initializer(context)
+    try:
+        if args.event is not None:
+            result = front.bridge.event(args.event.read_bytes(), context)
+            if not (isinstance(result, dict) and "statusCode" in result):
+                print(json.dumps(result, ensure_ascii=False, default=repr))
+                return 0
+            data = (
+                base64.b64decode(result["body"])
+                if result["isBase64Encoded"]
+                else result["body"].encode()
+            )
+            return _print(args, result["statusCode"], list(result["headers"].items()), data)
+        response = front.invoke(Invocation(args.method.upper(), target, headers, body), context)
+    finally:
+        front.bridge.pre_stop(context)
+    pairs = [(name, value) for name, values in response.headers.items() for value in values]
+    return _print(args, response.status, pairs, response.body)
+
+
+async def _web_invoke(
+    app: WebFunction, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    try:
+        return await asgi_request(app, method, target, headers, body)
+    finally:
+        await app.lifespan.shutdown()
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise FCBridgeError(f"header {text!r} must be in format 'Name: value'.")
+    return name.strip(), value.strip()
+
+
+def _body(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data.startswith("@"):
+        return Path(data[1:]).read_bytes()
+    return data.encode()
+
+
+def _print(
+    args: argparse.Namespace, status: int, headers: list[tuple[str, str]], body: bytes
+) -> int:
+    if args.json:
+        try:
+            text, encoded = body.decode(), False
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(body).decode(), True
+        payload = {"status": status, "headers": headers, "body": text, "isBase64Encoded": encoded}
+        print(json.dumps(payload, ensure_ascii=False))
+    else:
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        lines = [f"HTTP {status} {phrase}".rstrip(), *(f"{n}: {v}" for n, v in headers), ""]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        try:
+            sys.stdout.write(body.decode() + ("\n" if body and not body.endswith(b"\n") else ""))
+        except UnicodeDecodeError:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    return 1 if status >= 500 else 0
