@@ -15,6 +15,7 @@ from ._errors import (
     FCBridgeError,
     LifespanError,
     ReentrantCallError,
+    TargetError,
     UnsupportedEventError,
 )
 from ._limits import Limits
@@ -27,6 +28,7 @@ __all__ = [
     "LifespanError",
     "Limits",
     "ReentrantCallError",
+    "TargetError",
     "UnsupportedEventError",
     "__version__",
     "bridge",

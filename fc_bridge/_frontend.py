@@ -38,8 +38,9 @@ MODES = ("fc2", "fc3", "web")
 
 async def read_body(
     receive: Receive, headers: Headers, limits: Limits, target: int
-) -> bytes | Rejection:
-    """The whole request body, or FC's 400 as soon as the request is over a limit.
+) -> bytes | Rejection | None:
+    """The whole request body, FC's 400 as soon as the request is over a limit, or None if
+    the client went away first (FC's gateway then never invokes the function).
 
     Reading stops at the limit, so an oversized upload is never held in memory.
     """
@@ -50,8 +51,8 @@ async def read_body(
     more = True
     while more:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            return b""
+        if message["type"] != "http.request":  # http.disconnect
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
         if limit is not None and size > limit:
@@ -88,8 +89,6 @@ class EmulatedFC:
         prefix: str | None = None,
         function: FunctionInfo | None = None,
     ) -> None:
-        if mode not in ("fc2", "fc3"):
-            raise ConfigError(f'mode must be "fc2" or "fc3" here, got {mode!r}.')
         if type(concurrency) is not int or not 1 <= concurrency <= 100:
             raise ConfigError(f"concurrency must be an int from 1 to 100, got {concurrency!r}.")
         if prefix is not None and (not prefix.startswith("/") or prefix.endswith("/")):
@@ -146,6 +145,8 @@ class EmulatedFC:
             await send_rejection(send, Rejection(404, "PathNotFound", message), [rid])
             return
         body = await read_body(receive, headers, self.bridge.limits, len(target.encode()))
+        if body is None:
+            return
         if isinstance(body, Rejection):
             logger.info(
                 "Answering %d [request_id=%s]: %s", body.status, context.request_id, body.message
@@ -233,7 +234,7 @@ async def asgi_request(
         nonlocal status, out_headers
         if message["type"] == "http.response.start":
             status, out_headers = message["status"], list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
+        else:  # http.response.body: no other extension is offered
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 done.set()

@@ -99,18 +99,39 @@ class _Attributes:
 
 
 class Function(_Attributes):
-    pass
+    name: str
+    handler: str
+    memory: int
+    timeout: int
+    version_id: str  # FC 3.0 only
+    qualifier: str  # FC 3.0 only
 
 
-class Service(_Attributes):
-    pass
+class Service(_Attributes):  # FC 2.0 only
+    name: str
+    log_project: str
+    log_store: str
+    qualifier: str
+    version_id: str
 
 
 class LocalContext(_Attributes):
-    """A context shaped like FC 2.0's ``FCContext`` (``generation=2``) or FC 3.0's (``3``)."""
+    """A context shaped like FC 2.0's ``FCContext`` (``generation=2``) or FC 3.0's (``3``).
+
+    The attributes below exist on one shape or both, as on FC: read them with getattr.
+    """
 
     request_id: str
+    account_id: str
+    region: str
+    function: Function
+    logger: logging.Logger
+    credentials: Credentials | None  # FC 2.0 only
+    service: Service  # FC 2.0 only
     retry_count: int  # FC 2.0 only
+    tracing: object  # FC 2.0 only
+    log_project: str  # FC 3.0 only
+    log_store: str  # FC 3.0 only
 
     def __repr__(self) -> str:
         inner = ", ".join(

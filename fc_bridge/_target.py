@@ -47,9 +47,6 @@ def is_asgi_app(obj: Any) -> bool:
     call = obj if inspect.isroutine(obj) else type(obj).__call__
     if not inspect.iscoroutinefunction(call):
         return False
-    try:
-        parameters = inspect.signature(obj).parameters.values()
-    except (TypeError, ValueError):
-        return False
+    parameters = inspect.signature(obj).parameters.values()
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) == 3

@@ -87,6 +87,8 @@ class WebFunction:
         rid = context.request_id
         target = target_of(scope)
         body = await read_body(receive, scope["headers"], self.limits, len(target.encode()))
+        if body is None:
+            return
         if isinstance(body, Rejection):
             logger.info("Answering %d [request_id=%s]: %s", body.status, rid, body.message)
             await send_rejection(send, body)

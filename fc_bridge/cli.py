@@ -150,7 +150,7 @@ def serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "server_header": False,  # FC sends its own
     }
-    if args.reload:
+    if args.reload:  # uvicorn re-imports in a new process: it gets the options from there
         os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
         uvicorn.run("fc_bridge.cli:reloaded_app", factory=True, reload=True, **options)
     else:

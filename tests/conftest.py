@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,3 +75,59 @@ def loop() -> Iterator[SharedLoop]:
 def _close_shared_loop() -> Iterator[None]:
     yield
     shared_loop.close()
+
+
+@contextmanager
+def running_server(app: Any, **options: Any) -> Iterator[str]:
+    """A real uvicorn server for ``app`` on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
+    )
+    server = uvicorn.Server(config)
+    exit_codes: list[object] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except SystemExit as exc:  # uvicorn exits when the app's startup fails
+            exit_codes.append(exc.code)
+
+    thread = threading.Thread(target=run, name="uvicorn")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(5)
+            raise RuntimeError(f"uvicorn did not start (exit code {exit_codes or None})")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_http(url: str, timeout: float = 20) -> None:
+    """Poll ``url`` until a server answers (any status), or fail after ``timeout`` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import fc_bridge
 
 
 def test_all_is_complete_and_sorted() -> None:
-    public = {name for name in vars(fc_bridge) if not name.startswith("_")} - {"annotations"}
+    public = {
+        name
+        for name, value in vars(fc_bridge).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    } - {"annotations"}
     assert sorted(fc_bridge.__all__) == fc_bridge.__all__
     assert set(fc_bridge.__all__) - {"__version__"} == public
 

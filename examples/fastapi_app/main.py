@@ -15,11 +15,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypedDict
 
 from fastapi import Cookie, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
-from starlette.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from fc_bridge import bridge
 
@@ -56,26 +54,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         store.db.close()
 
 
-# Swagger UI is served from this function, not from a CDN: docs work offline and behind FC's
-# URL prefix, since every URL below is built from the request's root_path.
-app = FastAPI(title="fc-bridge example", lifespan=lifespan, docs_url=None)
-app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+# Swagger UI and ReDoc are served by this function, not from a CDN (fastapi-offline): docs
+# work offline too, and behind FC's URL prefix, since every URL is built from the root_path.
+app = FastAPIOffline(title="fc-bridge example", lifespan=lifespan)
 
 
 class Item(BaseModel):
     name: str = Field(min_length=1)
     price: float = Field(ge=0)
     tags: list[str] = []
-
-
-@app.get("/docs", include_in_schema=False)
-async def docs(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(
-        openapi_url=request.scope.get("root_path", "") + (app.openapi_url or "/openapi.json"),
-        title=f"{app.title} - docs",
-        swagger_js_url=str(request.url_for("swagger", path="swagger-ui-bundle.js")),
-        swagger_css_url=str(request.url_for("swagger", path="swagger-ui.css")),
-    )
 
 
 @app.get("/")

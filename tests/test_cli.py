@@ -1,0 +1,309 @@
+"""The fc-bridge command, through its own entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fc_bridge.cli import main
+
+from . import apps
+from .conftest import PREFIX, free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = shutil.which("fc-bridge", path=str(Path(sys.executable).parent)) or "fc-bridge"
+
+
+def run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMMAND, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        **kwargs,
+    )
+
+
+class Served:
+    """A running ``fc-bridge serve``: its URL, and its output once it has stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.output = ""
+
+
+@contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    port = free_port()
+    process = subprocess.Popen(
+        [COMMAND, "serve", *args, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    served = Served(f"http://127.0.0.1:{port}")
+    try:
+        wait_for_http(served.url)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # what FC sends an instance on shutdown
+        served.output, _ = process.communicate(timeout=20)
+
+
+def test_serve_prints_its_address_mode_and_limits_and_runs_the_hooks(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    args = ("tests.apps:handler", "--prefix", PREFIX, "--concurrency", "2")
+    with serving(*args, env={apps.EVENTS: str(events)}) as served:
+        response = httpx.get(served.url + PREFIX + "/hello")
+    assert response.status_code == 200
+    assert response.json()["root_path"] == PREFIX
+    banner = next(line for line in served.output.splitlines() if "serving" in line)
+    where = f"{served.url}{PREFIX}/"
+    assert f"serving tests.apps:handler at {where} in fc2 mode (concurrency 2)" in banner
+    assert "limits: request_headers=8 KiB, request_target=4 KiB, request_body=32 MiB" in banner
+    # FC's initializer when the server started, pre_stop when SIGTERM stopped it.
+    assert events.read_text().splitlines() == ["startup", "shutdown"]
+
+
+@pytest.mark.parametrize("mode", ["fc3", "web"])
+def test_serve_other_modes(mode: str) -> None:
+    with serving("tests.apps:app", "--mode", mode) as served:
+        response = httpx.get(served.url + "/hello")
+    assert response.status_code == 200
+    assert response.json()["state"] == "resource"
+
+
+def test_port_in_use_says_so(tmp_path: Path) -> None:
+    with serving("tests.apps:app") as served:
+        port = served.url.rsplit(":", 1)[1]
+        result = run("serve", "tests.apps:app", "--port", port)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"fc-bridge: error: port {port} on 127.0.0.1 is already in use; "
+        "choose another with --port.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tests.apps", 'TARGET "tests.apps" must be in format "<module>:<attribute>".'),
+        ("no_such_module:app", 'Could not import module "no_such_module".'),
+        ("tests.apps:missing", 'Attribute "missing" not found in module "tests.apps".'),
+        (
+            "tests.apps:not_an_app",
+            'TARGET "tests.apps:not_an_app" is neither an ASGI app nor a fc_bridge.Bridge '
+            "(got int); expected an ASGI 3 app or handler = bridge(app).",
+        ),
+    ],
+)
+def test_bad_targets_get_one_line_and_exit_code_2(target: str, message: str) -> None:
+    result = run("serve", target, "--port", str(free_port()))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"fc-bridge: error: {message}\n"
+
+
+def test_a_module_that_fails_to_import_is_named_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broken_module.py").write_text("raise ValueError('bad config')\n")
+    result = subprocess.run(
+        [COMMAND, "invoke", "broken_module:app", "GET", "/"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "fc-bridge: error: Could not import module \"broken_module\": ValueError('bad config')\n"
+    )
+
+
+def test_debug_log_level_shows_the_traceback() -> None:
+    result = run("invoke", "no_such_module:app", "GET", "/", "--log-level", "debug")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.endswith('fc-bridge: error: Could not import module "no_such_module".\n')
+
+
+def test_invoke_prints_the_response() -> None:
+    result = run("invoke", "tests.apps:handler", "POST", "/echo", "-H", "X-A: 1", "--data", "hello")
+    assert result.returncode == 0
+    assert result.stdout == "HTTP 200 OK\ncontent-type: text/plain; charset=utf-8\n\n5\n"
+
+
+def test_invoke_reads_the_body_from_a_file_and_prints_json(tmp_path: Path) -> None:
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"x" * 42)
+    result = run("invoke", "tests.apps:app", "POST", "/echo", "--data", f"@{body}", "--json")
+    assert json.loads(result.stdout) == {
+        "status": 200,
+        "headers": [["content-type", "text/plain; charset=utf-8"]],
+        "body": "42",
+        "isBase64Encoded": False,
+    }
+
+
+def test_invoke_binary_bodies_as_base64_json() -> None:
+    result = run("invoke", "tests.apps:app", "GET", "/binary", "--mode", "fc3", "--json")
+    assert json.loads(result.stdout)["isBase64Encoded"] is True
+
+
+def test_invoke_exits_non_zero_on_5xx() -> None:
+    result = run("invoke", "tests.apps:app", "GET", "/boom")
+    assert result.returncode == 1
+    assert result.stdout.startswith("HTTP 500 Internal Server Error\n")
+
+
+def test_invoke_web_mode_under_a_prefix() -> None:
+    result = run("invoke", "tests.apps:app", "GET", "/hello", "--mode", "web", "--prefix", PREFIX)
+    assert result.returncode == 0
+    assert json.loads(result.stdout.split("\n\n", 1)[1])["root_path"] == PREFIX
+
+
+def test_invoke_an_event_file(tmp_path: Path) -> None:
+    from fc_bridge._emulator import Invocation, http_event
+
+    event = tmp_path / "event.json"
+    event.write_bytes(http_event(Invocation("GET", "/hello?x=1", [("Host", "a.fcapp.run")])))
+    result = run("invoke", "tests.apps:app", "GET", "/", "--mode", "fc3", "--event", str(event))
+    assert result.returncode == 0
+    assert json.loads(result.stdout.split("\n\n", 1)[1])["url"] == "https://a.fcapp.run/hello?x=1"
+
+
+def test_invoke_a_non_http_event_prints_what_on_event_returned(tmp_path: Path) -> None:
+    event = tmp_path / "timer.json"
+    event.write_text('{"triggerName": "tick", "payload": "p"}')
+    result = run(
+        "invoke", "tests.apps:with_events", "GET", "/", "--mode", "fc3", "--event", str(event)
+    )
+    assert (result.returncode, json.loads(result.stdout)) == (0, {"handled": "tick"})
+
+
+def test_bad_header_syntax_is_one_line() -> None:
+    result = run("invoke", "tests.apps:app", "GET", "/", "-H", "no-colon")
+    assert result.returncode == 2
+    assert result.stderr == "fc-bridge: error: header 'no-colon' must be in format 'Name: value'.\n"
+
+
+def test_context_options_reach_the_app(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["invoke", "tests.apps:app", "GET", "/hello", "--function-name", "billing", "--json"]
+    )
+    assert code == 0
+    body = json.loads(json.loads(capsys.readouterr().out)["body"])
+    assert body["function"] == "billing"
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fc_bridge", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.stdout.startswith("fc-bridge ")
+
+
+def test_load_bridge_in_process_and_its_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fc_bridge import Bridge, TargetError
+    from fc_bridge._target import load_bridge
+
+    assert load_bridge("tests.apps:handler") is apps.handler
+    assert isinstance(load_bridge("tests.apps:app"), Bridge)  # "" is on sys.path by now
+    (tmp_path / "needs_dep.py").write_text("import no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        TargetError, match=r"^Could not import module \"needs_dep\": No module named 'no_such_dep"
+    ):
+        load_bridge("needs_dep:app")
+    with pytest.raises(TargetError, match=r"is neither an ASGI app .*\(got function\)"):
+        load_bridge("tests.apps:wsgi_style")
+
+
+def test_serve_without_uvicorn_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["serve", "tests.apps:app"]) == 2
+    assert capsys.readouterr().err == (
+        "fc-bridge: error: serve needs uvicorn: pip install 'fc-bridge[local]'\n"
+    )
+
+
+def test_an_address_that_cannot_be_bound_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "tests.apps:app", "--host", "203.0.113.1", "--port", "9"]) == 2
+    assert capsys.readouterr().err == (
+        "fc-bridge: error: cannot listen on 203.0.113.1:9: Cannot assign requested address.\n"
+    )
+
+
+def test_reload_rebuilds_the_front_end_from_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fc_bridge._frontend import EmulatedFC
+    from fc_bridge.cli import RELOAD_OPTIONS, reloaded_app
+
+    options = {
+        "target": "tests.apps:app",
+        "mode": "fc3",
+        "prefix": PREFIX,
+        "concurrency": 3,
+        "function_name": "reloaded",
+        "region": None,
+        "account_id": None,
+        "memory": None,
+        "timeout": None,
+    }
+    monkeypatch.setenv(RELOAD_OPTIONS, json.dumps(options))
+    front = reloaded_app()
+    assert isinstance(front, EmulatedFC)
+    assert (front.mode, front.prefix, front.concurrency) == ("fc3", PREFIX, 3)
+    assert front.function.name == "reloaded"
+
+
+def test_invoke_writes_a_binary_body_as_it_is() -> None:
+    result = subprocess.run(
+        [COMMAND, "invoke", "tests.apps:app", "GET", "/binary"], capture_output=True, cwd=ROOT
+    )
+    assert result.returncode == 0
+    assert result.stdout.endswith(b"\n\n" + bytes(range(256)))
+
+
+@pytest.mark.parametrize("reload", [False, True])
+def test_serve_hands_uvicorn_the_front_end_and_fcs_options(
+    monkeypatch: pytest.MonkeyPatch, reload: bool
+) -> None:
+    import uvicorn
+
+    from fc_bridge._frontend import EmulatedFC
+    from fc_bridge.cli import RELOAD_OPTIONS
+
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.delenv(RELOAD_OPTIONS, raising=False)
+    port = str(free_port())
+    argv = ["serve", "tests.apps:app", "--port", port, "--concurrency", "2"]
+    assert main(argv + (["--reload"] if reload else [])) == 0
+    [(app, options)] = calls
+    assert options["port"] == int(port)
+    assert options["lifespan"] == "on"  # the front end runs FC's initializer and pre_stop
+    assert options["server_header"] is False  # FC sends its own
+    if reload:
+        assert app == "fc_bridge.cli:reloaded_app"
+        assert (options["factory"], options["reload"]) == (True, True)
+        assert json.loads(os.environ[RELOAD_OPTIONS])["concurrency"] == 2
+    else:
+        assert isinstance(app, EmulatedFC)
+        assert app.concurrency == 2

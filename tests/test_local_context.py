@@ -1,0 +1,104 @@
+"""FC-shaped contexts built locally: the right fields, credentials only from where FC puts them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fc_bridge._local_context import (
+    Credentials,
+    FunctionInfo,
+    context_from_headers,
+    make_context,
+)
+
+SECRET = "local-secret-canary"
+
+
+def test_function_info_from_options_then_environment() -> None:
+    environ = {
+        "FC_FUNCTION_NAME": "from-env",
+        "FC_REGION": "cn-beijing",
+        "FC_FUNCTION_MEMORY_SIZE": "1024",
+    }
+    info = FunctionInfo.from_env(environ, name="from-option", timeout=None)
+    assert (info.name, info.region, info.memory, info.timeout) == (
+        "from-option",
+        "cn-beijing",
+        1024,
+        60,
+    )
+
+
+def test_fc2_context_has_fc2s_fields_and_a_fresh_request_id() -> None:
+    info = FunctionInfo(name="fn", handler="main.handler", memory=256, timeout=30)
+    first, second = (make_context(info, 2) for _ in range(2))
+    assert first.request_id != second.request_id
+    assert (first.function.name, first.function.handler, first.function.memory) == (
+        "fn",
+        "main.handler",
+        256,
+    )
+    assert (first.service.name, first.region, first.retry_count) == (
+        "fc-bridge-local",
+        "cn-hangzhou",
+        0,
+    )
+    assert first.credentials is None  # none in this environment: never invented
+
+
+def test_fc3_context_has_no_credentials_and_no_service() -> None:
+    context = make_context(FunctionInfo(version_id="3"), 3, request_id="r")
+    assert context.request_id == "r"
+    assert context.function.version_id == "3"
+    assert not hasattr(context, "credentials")
+    assert not hasattr(context, "service")
+
+
+def test_credentials_come_from_the_environment_and_never_show(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI-id")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "token")
+    context = make_context(FunctionInfo(), 2)
+    assert context.credentials is not None
+    assert context.credentials.access_key_secret == SECRET
+    assert SECRET not in repr(context)
+    assert SECRET not in repr(context.credentials)
+    assert "request_id=" in repr(context)
+
+
+def test_a_half_set_environment_gives_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI-id")
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", raising=False)
+    assert Credentials.from_env() is None
+
+
+def test_context_from_a_web_functions_headers() -> None:
+    headers = {
+        b"x-fc-request-id": b"rid",
+        b"x-fc-function-name": b"web-fn",
+        b"x-fc-function-memory": b"2048",
+        b"x-fc-function-timeout": b"not-a-number",
+        b"x-fc-region": b"cn-shenzhen",
+        b"x-fc-retry-count": b"2",
+        b"x-fc-access-key-id": b"id",
+        b"x-fc-access-key-secret": SECRET.encode(),
+    }
+    context = context_from_headers(headers, FunctionInfo(timeout=99))
+    assert (context.request_id, context.function.name, context.region) == (
+        "rid",
+        "web-fn",
+        "cn-shenzhen",
+    )
+    assert (context.function.memory, context.function.timeout, context.retry_count) == (2048, 99, 2)
+    assert context.credentials is not None
+    assert context.credentials.access_key_secret == SECRET
+    assert context.credentials.security_token == ""
+    assert SECRET not in repr(context)
+
+
+def test_context_from_headers_without_fc_headers_is_local() -> None:
+    context = context_from_headers({}, FunctionInfo(name="local"))
+    assert context.function.name == "local"
+    assert context.request_id
