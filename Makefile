@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/uvicorn examples.fastapi_app.main:app --host 127.0.0.1 --port $(PORT)
+	$(BIN)/fc-bridge serve examples.fastapi_app.main:handler --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m coverage erase

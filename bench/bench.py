@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -158,10 +159,27 @@ def mangum_candidate(app: Any) -> WSGI:
     return wsgi
 
 
+def loop_per_thread_candidate(app: Any) -> WSGI:
+    """BENCHMARKS.md's third option: an event loop per calling thread, run_until_complete
+    per request (fast, but objects made in the lifespan cannot be used from other threads)."""
+    local = threading.local()
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        loop = getattr(local, "loop", None)
+        if loop is None:
+            loop = local.loop = asyncio.new_event_loop()
+        body = loop.run_until_complete(floor_call(app, environ))
+        start_response("200 OK", [])
+        return [body]
+
+    return wsgi
+
+
 CANDIDATES: dict[str, Callable[[Any], WSGI]] = {
     "fc-bridge": fc_bridge_candidate,
     "a2wsgi": a2wsgi_candidate,
     "Mangum": mangum_candidate,
+    "loop per thread": loop_per_thread_candidate,
 }
 
 
@@ -219,13 +237,20 @@ def time_wsgi(wsgi: WSGI, environ: dict[str, Any], n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def time_floor(loop: asyncio.AbstractEventLoop, app: Any, environ: dict[str, Any], n: int) -> float:
+def time_floor(
+    loop: asyncio.AbstractEventLoop, app: Any, environ: dict[str, Any], n: int, *, tasks: bool
+) -> float:
+    """The floor: requests awaited one after the other inside one running task. With
+    ``tasks``, each request gets an asyncio task of its own, as an ASGI server gives it."""
     environs = [fresh(environ) for _ in range(n)]
 
     async def run() -> float:
         start = time.perf_counter()
-        for env in environs:
-            await floor_call(app, env)
+        if tasks:
+            await asyncio.gather(*(floor_call(app, env) for env in environs))
+        else:
+            for env in environs:
+                await floor_call(app, env)
         return (time.perf_counter() - start) / n
 
     gc.collect()
@@ -238,14 +263,16 @@ def per_request(
     """Median seconds per request for each candidate, interleaved in rounds."""
     loop = asyncio.new_event_loop()
     wsgis = {name: CANDIDATES[name](app) for name in only}
-    samples: dict[str, list[float]] = {"floor": [], **{name: [] for name in wsgis}}
+    samples: dict[str, list[float]] = {"floor": [], "floor + task": []}
+    samples.update({name: [] for name in wsgis})
     expected = loop.run_until_complete(floor_call(app, fresh(environ)))
     for name, wsgi in wsgis.items():
         got = fc_runtime_call(wsgi, fresh(environ))
         if got != expected:
             raise RuntimeError(f"{name} answered {got[:60]!r}, expected {expected[:60]!r}")
     for _ in range(rounds):
-        samples["floor"].append(time_floor(loop, app, environ, n))
+        samples["floor"].append(time_floor(loop, app, environ, n, tasks=False))
+        samples["floor + task"].append(time_floor(loop, app, environ, n, tasks=True))
         for name, wsgi in wsgis.items():
             samples[name].append(time_wsgi(wsgi, environ, n))
     loop.close()
@@ -269,6 +296,8 @@ def hammer(
 
 
 def threaded(app: Any, seconds: float, threads: int, only: list[str]) -> dict[str, float]:
+    # Mangum fails in threads without an event loop, leaving an un-awaited coroutine behind.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
     """Requests per second with ``threads`` threads calling at once (FC instance concurrency)."""
     environ = environ_for("GET", "/slow")
     results: dict[str, float] = {}
@@ -403,7 +432,7 @@ def python(code: str) -> str:
 
 def cold_start(runs: int, only: list[str]) -> dict[str, float]:
     """Seconds from 'import the bridge' to the first response, in a fresh interpreter."""
-    samples: dict[str, list[float]] = {name: [] for name in ["floor", *only]}
+    samples: dict[str, list[float]] = {name: [] for name in ["floor", *only] if name in COLD_BODIES}
     for run in range(runs + 1):
         for name in samples:
             seconds = float(python(COLD_START.format(root=ROOT, body=COLD_BODIES[name])))
@@ -430,16 +459,25 @@ def import_cost(runs: int) -> tuple[float, float]:
 # --- reporting --------------------------------------------------------------------------------
 
 
-def row(label: str, values: dict[str, float], fmt: Callable[[float], str], lower: bool) -> str:
+def row(
+    label: str,
+    values: dict[str, float],
+    fmt: Callable[[float], str],
+    lower: bool,
+    columns: list[str],
+) -> str:
+    """A table row: each column's value and its ratio to the floor ("-" where not measured)."""
     floor = values["floor"]
     cells = []
-    for name in ["floor", *[n for n in values if n != "floor"]]:
-        value = values[name]
-        if value != value:  # NaN: the candidate failed
+    for name in columns:
+        value = values.get(name)
+        if value is None:
+            cells.append("-")
+        elif value != value:  # NaN: the candidate failed
             cells.append("fails")
-            continue
-        ratio = value / floor if lower else floor / value
-        cells.append(fmt(value) + ("" if name == "floor" else f" ({ratio:.2f}x)"))
+        else:
+            ratio = value / floor if lower else floor / value
+            cells.append(fmt(value) + ("" if name == "floor" else f" ({ratio:.2f}x)"))
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
@@ -457,33 +495,43 @@ def main() -> None:
     only = args.only
     us = lambda s: f"{s * 1e6:,.0f} us"  # noqa: E731
     print(f"Python {sys.version.split()[0]}, {rounds} rounds, candidates: {', '.join(only)}\n")
-    header = "| workload | floor | " + " | ".join(only) + " |"
-    lines = [header, "|" + " --- |" * (len(only) + 2)]
+    columns = ["floor", "floor + task", *only]
+    lines = ["| workload | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
 
     tiny_env = environ_for("GET", "/tiny")
     times = per_request(starlette_app, tiny_env, 300 if args.quick else 2000, rounds, only)
-    lines.append(row("tiny GET, Starlette PlainTextResponse", times, us, lower=True))
+    lines.append(row("tiny GET, Starlette PlainTextResponse", times, us, True, columns))
     tiny_times = times
 
     fast_env = environ_for("GET", "/items/42?q=widget&limit=3")
     times = per_request(fastapi_app, fast_env, 200 if args.quick else 1000, rounds, only)
-    lines.append(row("FastAPI JSON route, path + query + pydantic model", times, us, True))
+    lines.append(row("FastAPI JSON route, path + query + pydantic model", times, us, True, columns))
     fastapi_times = times
 
     upload_env = environ_for("POST", "/upload", os.urandom(MiB))
     times = per_request(starlette_app, upload_env, 20 if args.quick else 100, rounds, only)
     rates = {name: 1 / value for name, value in times.items()}
-    lines.append(row("POST 1 MiB, app reads body", rates, lambda r: f"{r:,.0f} MiB/s", False))
+    lines.append(
+        row("POST 1 MiB, app reads body", rates, lambda r: f"{r:,.0f} MiB/s", False, columns)
+    )
 
     down_env = environ_for("GET", "/download")
     times = per_request(starlette_app, down_env, 3 if args.quick else 10, rounds, only)
     rates = {name: 8 / value for name, value in times.items()}
     lines.append(
-        row("GET 8 MiB StreamingResponse, 64 KiB chunks", rates, lambda r: f"{r:,.0f} MiB/s", False)
+        row(
+            "GET 8 MiB StreamingResponse, 64 KiB chunks",
+            rates,
+            lambda r: f"{r:,.0f} MiB/s",
+            False,
+            columns,
+        )
     )
 
     rates = threaded(starlette_app, 1.0 if args.quick else 3.0, 8, only)
-    lines.append(row("8 threads, endpoint sleeps 5 ms", rates, lambda r: f"{r:,.0f} req/s", False))
+    lines.append(
+        row("8 threads, endpoint sleeps 5 ms", rates, lambda r: f"{r:,.0f} req/s", False, columns)
+    )
 
     memory = peak_memory(only)
     lines.append(
@@ -492,12 +540,13 @@ def main() -> None:
             memory,
             lambda m: f"{m:.0f} MiB",
             True,
+            columns,
         )
     )
 
     cold = cold_start(3 if args.quick else 9, only)
-    cells = [f"{cold['floor'] * 1e3:.1f} ms"] + [
-        f"+{(cold[name] - cold['floor']) * 1e3:.1f} ms" for name in only
+    cells = [f"{cold['floor'] * 1e3:.1f} ms", "-"] + [
+        f"+{(cold[name] - cold['floor']) * 1e3:.1f} ms" if name in cold else "-" for name in only
     ]
     lines.append(
         "| import + wrap + first request (floor: absolute; others: over floor) | "
