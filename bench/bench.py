@@ -159,6 +159,9 @@ def mangum_candidate(app: Any) -> WSGI:
     return wsgi
 
 
+THREAD_LOOPS: list[asyncio.AbstractEventLoop] = []  # closed after each workload
+
+
 def loop_per_thread_candidate(app: Any) -> WSGI:
     """BENCHMARKS.md's third option: an event loop per calling thread, run_until_complete
     per request (fast, but objects made in the lifespan cannot be used from other threads)."""
@@ -168,6 +171,7 @@ def loop_per_thread_candidate(app: Any) -> WSGI:
         loop = getattr(local, "loop", None)
         if loop is None:
             loop = local.loop = asyncio.new_event_loop()
+            THREAD_LOOPS.append(loop)
         body = loop.run_until_complete(floor_call(app, environ))
         start_response("200 OK", [])
         return [body]
@@ -237,20 +241,13 @@ def time_wsgi(wsgi: WSGI, environ: dict[str, Any], n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def time_floor(
-    loop: asyncio.AbstractEventLoop, app: Any, environ: dict[str, Any], n: int, *, tasks: bool
-) -> float:
-    """The floor: requests awaited one after the other inside one running task. With
-    ``tasks``, each request gets an asyncio task of its own, as an ASGI server gives it."""
+def time_floor(loop: asyncio.AbstractEventLoop, app: Any, environ: dict[str, Any], n: int) -> float:
     environs = [fresh(environ) for _ in range(n)]
 
     async def run() -> float:
         start = time.perf_counter()
-        if tasks:
-            await asyncio.gather(*(floor_call(app, env) for env in environs))
-        else:
-            for env in environs:
-                await floor_call(app, env)
+        for env in environs:
+            await floor_call(app, env)
         return (time.perf_counter() - start) / n
 
     gc.collect()
@@ -263,16 +260,14 @@ def per_request(
     """Median seconds per request for each candidate, interleaved in rounds."""
     loop = asyncio.new_event_loop()
     wsgis = {name: CANDIDATES[name](app) for name in only}
-    samples: dict[str, list[float]] = {"floor": [], "floor + task": []}
-    samples.update({name: [] for name in wsgis})
+    samples: dict[str, list[float]] = {"floor": [], **{name: [] for name in wsgis}}
     expected = loop.run_until_complete(floor_call(app, fresh(environ)))
     for name, wsgi in wsgis.items():
         got = fc_runtime_call(wsgi, fresh(environ))
         if got != expected:
             raise RuntimeError(f"{name} answered {got[:60]!r}, expected {expected[:60]!r}")
     for _ in range(rounds):
-        samples["floor"].append(time_floor(loop, app, environ, n, tasks=False))
-        samples["floor + task"].append(time_floor(loop, app, environ, n, tasks=True))
+        samples["floor"].append(time_floor(loop, app, environ, n))
         for name, wsgi in wsgis.items():
             samples[name].append(time_wsgi(wsgi, environ, n))
     loop.close()
@@ -332,6 +327,8 @@ def threaded(app: Any, seconds: float, threads: int, only: list[str]) -> dict[st
             thread.start()
         for thread in pool:
             thread.join()
+        while THREAD_LOOPS:
+            THREAD_LOOPS.pop().close()
         results[name] = float("nan") if errors and not sum(done) else sum(done) / seconds
         if errors:
             print(f"  {name} with {threads} threads: {len(errors)} thread(s) failed: {errors[0]}")
@@ -495,7 +492,7 @@ def main() -> None:
     only = args.only
     us = lambda s: f"{s * 1e6:,.0f} us"  # noqa: E731
     print(f"Python {sys.version.split()[0]}, {rounds} rounds, candidates: {', '.join(only)}\n")
-    columns = ["floor", "floor + task", *only]
+    columns = ["floor", *only]
     lines = ["| workload | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
 
     tiny_env = environ_for("GET", "/tiny")
@@ -545,7 +542,7 @@ def main() -> None:
     )
 
     cold = cold_start(3 if args.quick else 9, only)
-    cells = [f"{cold['floor'] * 1e3:.1f} ms", "-"] + [
+    cells = [f"{cold['floor'] * 1e3:.1f} ms"] + [
         f"+{(cold[name] - cold['floor']) * 1e3:.1f} ms" if name in cold else "-" for name in only
     ]
     lines.append(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._limits import Limits, Rejection, bad_request
-from ._scope import extensions, header_text, http_version
+from ._scope import header_text, http_scope
 from ._scope import scheme as choose_scheme
 from ._urls import resolve
 
@@ -107,23 +107,18 @@ def parse_event(
 
     scheme = choose_scheme(headers, scheme, "https")  # FC 3.0's function URLs are HTTPS
     source = http.get("sourceIp")
-    scope: HTTPScope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_version(http.get("protocol")),
-        "method": method.upper(),
-        "scheme": scheme,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": root,
-        "headers": headers,
-        "client": (source, 0) if isinstance(source, str) and source else None,
-        "server": (domain, 443 if scheme == "https" else 80) if domain else None,
-        "extensions": extensions(),
-        "fc.context": context,
-        "fc.request_uri": raw + ("?" + query.decode("ascii") if query else ""),
-    }
+    scope = http_scope(
+        method=method,
+        scheme=scheme,
+        protocol=http.get("protocol"),
+        paths=(root, path, raw_path),
+        query=query,
+        headers=headers,
+        client=(source, 0) if isinstance(source, str) and source else None,
+        server=(domain, 443 if scheme == "https" else 80) if domain else None,
+        context=context,
+        uri=raw + ("?" + query.decode("ascii") if query else ""),
+    )
     scope["fc.event"] = event  # type: ignore[typeddict-unknown-key]
     return scope, body
 

@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._types import Headers
+    from ._types import Headers, HTTPScope
 
 HTTP_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
 
 
-def extensions() -> dict[str, dict[object, object]]:
-    """The ASGI extensions the bridge serves: a fresh dict per request (apps may add to it)."""
-    # pathsend: FC buffers the response anyway, so a FileResponse is read in one go instead
-    # of in 64 KiB chunks, each a round trip through a worker thread.
-    return {"http.response.pathsend": {}}
+def http_scope(
+    *,
+    method: str,
+    scheme: str,
+    protocol: object,
+    paths: tuple[str, str, bytes],
+    query: bytes,
+    headers: Headers,
+    client: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
+    context: Any,
+    uri: str,
+) -> HTTPScope:
+    """The scope of one request (``paths`` is ``resolve()``'s ``root_path, path, raw_path``).
 
-
-def http_version(protocol: object) -> str:
-    return HTTP_VERSIONS.get(protocol, "1.1") if isinstance(protocol, str) else "1.1"
+    ``state`` is added when the request reaches the app, from the lifespan.
+    """
+    root_path, path, raw_path = paths
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": HTTP_VERSIONS.get(protocol, "1.1") if isinstance(protocol, str) else "1.1",
+        "method": method.upper(),
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        # pathsend: FC buffers the response anyway, so a FileResponse is read in one go
+        # instead of in 64 KiB chunks, each a round trip through a worker thread.
+        "extensions": {"http.response.pathsend": {}},
+        "fc.context": context,
+        "fc.request_uri": uri,
+    }
 
 
 def scheme(headers: Headers, option: str, reported: str) -> str:

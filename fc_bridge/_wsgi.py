@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ._http import Response
 from ._limits import Limits, Rejection, bad_request
-from ._scope import extensions, header_text, http_version
+from ._scope import header_text, http_scope
 from ._scope import scheme as choose_scheme
 from ._urls import decode_path, encode_path, resolve, split_uri
 
@@ -114,23 +114,18 @@ def parse_environ(
     remote = environ.get("REMOTE_ADDR")
     server_name = environ.get("SERVER_NAME")
     server_port = environ.get("SERVER_PORT")
-    scope: HTTPScope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_version(environ.get("SERVER_PROTOCOL")),
-        "method": method.upper(),
-        "scheme": choose_scheme(headers, scheme, environ.get("wsgi.url_scheme") or "http"),
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": root,
-        "headers": headers,
-        "client": (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None,
-        "server": (server_name, int(server_port) if server_port else None) if server_name else None,
-        "extensions": extensions(),
-        "fc.context": environ.get("fc.context"),
-        "fc.request_uri": uri if uri is not None else "",
-    }
+    scope = http_scope(
+        method=method,
+        scheme=choose_scheme(headers, scheme, environ.get("wsgi.url_scheme") or "http"),
+        protocol=environ.get("SERVER_PROTOCOL"),
+        paths=(root, path, raw_path),
+        query=query,
+        headers=headers,
+        client=(remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None,
+        server=(server_name, int(server_port) if server_port else None) if server_name else None,
+        context=environ.get("fc.context"),
+        uri=uri if uri is not None else "",
+    )
     return scope, body
 
 
