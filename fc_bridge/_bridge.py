@@ -133,7 +133,7 @@ class Bridge:
                 return self._other_event(event, context)
             if loaded is None:
                 rejection = bad_request(f"The event is not valid JSON: got {describe(event)}.")
-                logger.info("Answering 400 [request_id=%s]: %s", request_id(context), rejection)
+                rejection.log(request_id(context))
                 return event_response(Response.rejection(rejection), self.set_cookie)
             raise UnsupportedEventError(
                 f"fc_bridge got an event that is not an HTTP request ({describe(event)}); "
@@ -151,7 +151,7 @@ class Bridge:
 
     def _serve(self, parsed: Any, rid: str) -> Response:
         if isinstance(parsed, Rejection):
-            logger.info("Answering %d [request_id=%s]: %s", parsed.status, rid, parsed.message)
+            parsed.log(rid)
             return Response.rejection(parsed)
         scope, body = parsed
         response: Response = self._loop.run(self._http(scope, body, rid))

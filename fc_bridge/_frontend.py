@@ -10,7 +10,6 @@ exercised locally is the deployed one.
 from __future__ import annotations
 
 import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,6 @@ from ._local_context import FunctionInfo, make_context
 if TYPE_CHECKING:
     from ._bridge import Bridge
     from ._types import Headers, Message, Receive, Scope, Send
-
-logger = logging.getLogger("fc_bridge.local")
 
 MODES = ("fc2", "fc3", "web")
 
@@ -148,9 +145,7 @@ class EmulatedFC:
         if body is None:
             return
         if isinstance(body, Rejection):
-            logger.info(
-                "Answering %d [request_id=%s]: %s", body.status, context.request_id, body.message
-            )
+            body.log(context.request_id)
             await send_rejection(send, body, [rid])
             return
         invocation = Invocation(

@@ -182,11 +182,10 @@ class HTTPHandler:
     async def __call__(self, scope: HTTPScope, body: bytes, request_id: str) -> Response:
         """Run one request through the app and return the response FC should give."""
         lifespan = self.lifespan
-        if not lifespan.ready:
-            await lifespan.startup(scope.get("fc.context"))
-            if lifespan.failure is not None:
-                logger.error("Answering 500 [request_id=%s]: ASGI %s", request_id, lifespan.failure)
-                return Response.internal_error()
+        if not lifespan.ready and not await lifespan.wait_started(
+            scope.get("fc.context"), request_id
+        ):
+            return Response.internal_error()
         scope["state"] = lifespan.state.copy()
         head = scope["method"] == "HEAD"
         cycle = HTTPCycle(body, head=head, limits=self.limits)
@@ -236,7 +235,7 @@ def _response(
     cycle: HTTPCycle, error: BaseException | None, limits: Limits, request_id: str
 ) -> Response:
     if cycle.overflow is not None:
-        logger.error("Answering 502 [request_id=%s]: %s", request_id, cycle.overflow.message)
+        cycle.overflow.log(request_id)
         return Response.rejection(cycle.overflow, error)
     if error is not None:
         logger.error("Exception in ASGI application [request_id=%s]", request_id, exc_info=error)
@@ -250,12 +249,25 @@ def _response(
             "ASGI app returned without completing the response [request_id=%s]", request_id
         )
         return Response.internal_error()
-    headers, size = allowed_headers(cycle.headers, cycle.size, cycle.head)
-    rejection = limits.check_response_headers(size)
-    if rejection is not None:
-        logger.error("Answering 502 [request_id=%s]: %s", request_id, rejection.message)
-        return Response.rejection(rejection, error)
+    headers = checked_headers(cycle.headers, cycle.size, cycle.head, limits)
+    if isinstance(headers, Rejection):
+        headers.log(request_id)
+        return Response.rejection(headers, error)
     return Response(cycle.status, headers, cycle.chunks, error)
+
+
+def checked_headers(
+    raw: Any,
+    body_size: int,
+    head: bool,
+    limits: Limits,
+    *,
+    reserved: frozenset[bytes] = RESERVED_RESPONSE_HEADERS,
+) -> Headers | Rejection:
+    """The response headers FC sends, or its 502 when they are over the limit."""
+    headers, size = allowed_headers(raw, body_size, head, reserved=reserved)
+    rejection = limits.check_response_headers(size)
+    return headers if rejection is None else rejection
 
 
 def allowed_headers(

@@ -71,6 +71,15 @@ class Lifespan:
             self._task.add_done_callback(_retrieve)
         await self._started.wait()
 
+    async def wait_started(self, context: Any, request_id: str) -> bool:
+        """A request's view of startup: start it if need be; False (and the reason logged)
+        if it failed, for the request to answer 500 rather than run a half-started app."""
+        await self.startup(context)
+        if self.failure is None:
+            return True
+        logger.error("Answering 500 [request_id=%s]: ASGI %s", request_id, self.failure)
+        return False
+
     async def shutdown(self) -> None:
         """Ask the app to shut down and wait until it has; a no-op if it never started."""
         if self.phase != "running":

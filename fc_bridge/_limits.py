@@ -8,12 +8,15 @@ It works on ASGI-shaped values only (header byte pairs, lengths), never on WSGI 
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
     from ._types import Headers
+
+logger = logging.getLogger("fc_bridge.limits")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -34,6 +37,11 @@ class Rejection:
 
     def body(self) -> bytes:
         return json.dumps({"ErrorCode": self.code, "ErrorMessage": self.message}).encode()
+
+    def log(self, request_id: str) -> None:
+        """Log this answer: an error for a 5xx (the function's doing), info for a 4xx."""
+        level = logging.ERROR if self.status >= 500 else logging.INFO
+        logger.log(level, "Answering %d [request_id=%s]: %s", self.status, request_id, self.message)
 
     def headers(self) -> Headers:
         return [(b"content-type", b"application/json"), (b"x-fc-error-type", b"FcCommonError")]

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._frontend import read_body, send_rejection, target_of
-from ._http import INTERNAL_ERROR_BODY, ResponseTooLarge, allowed_headers
+from ._http import INTERNAL_ERROR_BODY, ResponseTooLarge, checked_headers
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection
 from ._local_context import CREDENTIAL_HEADERS, FunctionInfo, context_from_headers
@@ -90,15 +90,12 @@ class WebFunction:
         if body is None:
             return
         if isinstance(body, Rejection):
-            logger.info("Answering %d [request_id=%s]: %s", body.status, rid, body.message)
+            body.log(rid)
             await send_rejection(send, body)
             return
-        if not self.lifespan.ready:
-            await self.lifespan.startup(context)
-            if self.lifespan.failure is not None:
-                logger.error("Answering 500 [request_id=%s]: ASGI %s", rid, self.lifespan.failure)
-                await _internal_error(send)
-                return
+        if not self.lifespan.ready and not await self.lifespan.wait_started(context, rid):
+            await _internal_error(send)
+            return
         base = raw.get(b"x-fc-base-path", b"").decode("latin-1").rstrip("/") or None
         root, path, raw_path = resolve(
             scope.get("raw_path") or scope["path"].encode(), self.root_path or base
@@ -158,34 +155,30 @@ class _Sender:
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers, size = allowed_headers(
-                message.get("headers", ()), 0, self._head, reserved=frozenset()
-            )
-            rejection = self._limits.check_response_headers(size)
-            if rejection is not None:
-                logger.error(
-                    "Answering 502 [request_id=%s]: %s", self._request_id, rejection.message
-                )
-                self.started = True
-                await send_rejection(self._send, rejection)
-                raise ResponseTooLarge(rejection.message)
+            # Only x-fc-* is FC's here: the server owns the framing headers of its responses.
+            raw = message.get("headers", ())
+            headers = checked_headers(raw, 0, self._head, self._limits, reserved=frozenset())
+            if isinstance(headers, Rejection):
+                await self._reject(headers)
             message = {**message, "headers": headers}
         elif message["type"] == "http.response.body" and self._limits.response_body is not None:
             self._size += len(message.get("body", b""))
             rejection = self._limits.check_response_body(self._size)
             if rejection is not None:
-                logger.error(
-                    "Answering 502 [request_id=%s]: %s", self._request_id, rejection.message
-                )
                 self._held = []
-                self.started = True
-                await send_rejection(self._send, rejection)
-                raise ResponseTooLarge(rejection.message)
+                await self._reject(rejection)
         if self._limits.response_body is not None:
             self._held.append(message)
             return
         self.started = True
         await self._send(message)
+
+    async def _reject(self, rejection: Rejection) -> None:
+        """Answer FC's 502 in place of the response, and stop the app (OSError, ASGI 2.4)."""
+        rejection.log(self._request_id)
+        self.started = True
+        await send_rejection(self._send, rejection)
+        raise ResponseTooLarge(rejection.message)
 
     async def finish(self) -> None:
         """Send what was held back, once the app has returned."""
