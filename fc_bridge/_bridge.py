@@ -18,7 +18,7 @@ from ._urls import check_root_path
 from ._wsgi import parse_environ, write_response
 
 if TYPE_CHECKING:
-    from ._types import ASGIApp, LifespanMode, StartResponse, WSGIEnviron
+    from ._types import ASGIApp, FCContext, LifespanMode, StartResponse, WSGIEnviron
 
 logger = logging.getLogger("fc_bridge")
 
@@ -124,7 +124,7 @@ class Bridge:
             response = self._failed(exc, rid)
         return write_response(response, start_response, environ)
 
-    def event(self, event: Any, context: Any) -> Any:
+    def event(self, event: object, context: FCContext) -> Any:
         """FC 3.0's handler: answer an HTTP trigger's event with FC's response dict, and hand
         events of other triggers to ``on_event``."""
         loaded = load_event(event)
@@ -202,7 +202,7 @@ class Bridge:
             )
         return EmulatedFC(self, mode, concurrency=concurrency, prefix=prefix, function=function)
 
-    def initializer(self, context: Any = None) -> None:
+    def initializer(self, context: FCContext | None = None) -> None:
         """FC's initializer hook: run the app's lifespan startup, once per instance.
 
         Raises :class:`LifespanError` if startup fails, so FC reports the failed initializer
@@ -212,7 +212,7 @@ class Bridge:
         if self._lifespan.failure is not None:
             raise LifespanError(f"ASGI {self._lifespan.failure}")
 
-    def pre_stop(self, context: Any = None) -> None:
+    def pre_stop(self, context: FCContext | None = None) -> None:
         """FC's pre_stop hook: run the app's lifespan shutdown. Raises LifespanError if it fails."""
         before = self._lifespan.failure
         self._loop.run(self._lifespan.shutdown())

@@ -8,8 +8,7 @@ The scope and message shapes follow the ASGI 3 specification (HTTP spec version 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from types import TracebackType
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal, Protocol, TypedDict
 
 Scope = MutableMapping[str, Any]
@@ -21,7 +20,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 LifespanMode = Literal["auto", "on", "off"]
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., object]
 WSGIEnviron = dict[str, Any]
 
@@ -66,34 +64,13 @@ LifespanScope = TypedDict(
 )
 
 
-class HTTPRequestEvent(TypedDict):
-    type: Literal["http.request"]
-    body: bytes
-    more_body: bool
-
-
-class HTTPDisconnectEvent(TypedDict):
-    type: Literal["http.disconnect"]
-
-
-class LifespanReceiveEvent(TypedDict):
-    type: Literal["lifespan.startup", "lifespan.shutdown"]
-
-
-class FCCredentials(Protocol):
-    """Temporary credentials of the function's role (FC 2.0 only). Live secrets: never log them."""
-
-    access_key_id: str
-    access_key_secret: str
-    security_token: str
-
-
 class FCContext(Protocol):
     """The ``context`` FC hands to handlers and hooks.
 
-    FC 2.0 and FC 3.0 contexts carry different fields (3.0 has no ``credentials`` and no
-    ``service``), so the bridge reads every field with ``getattr`` and a default; the only one
-    it relies on is ``request_id``, and even that may be missing from hand-made contexts.
+    FC 2.0's has ``request_id``, ``credentials`` (``access_key_id``, ``access_key_secret``,
+    ``security_token``: live secrets, never log them), ``function``, ``service``, ``region``,
+    ``account_id``, ``retry_count``; FC 3.0's has no ``credentials`` and no ``service``. So
+    the bridge reads every field with ``getattr`` and a default, ``request_id`` included.
     """
 
     @property
@@ -102,6 +79,3 @@ class FCContext(Protocol):
 
 class WSGIInput(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
-
-
-BodyChunks = Iterable[bytes]
