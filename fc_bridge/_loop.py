@@ -95,7 +95,9 @@ class SharedLoop:
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
+            # asyncio's own selector loop, whatever policy the app installed (uvloop, say):
+            # _start_here relies on its internals.
+            self._loop = asyncio.SelectorEventLoop()
             self._loop.set_task_factory(_task_factory)
         return self._loop
 

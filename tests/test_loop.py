@@ -317,3 +317,21 @@ def test_async_generators_started_in_a_request_are_finalized_by_the_loop(
     assert fc_call(handler, "GET", "/generator").body == b"0"  # step without run_forever
     loop.run(asyncio.sleep(0.01))
     assert cleaned == ["closed"]
+
+
+def test_the_shared_loop_is_asyncios_whatever_policy_the_app_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class ForeignLoop(asyncio.SelectorEventLoop):
+        pass
+
+    class ForeignPolicy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return ForeignLoop()
+
+    monkeypatch.setattr(asyncio.events, "get_event_loop_policy", lambda: ForeignPolicy())
+    own = SharedLoop()
+    try:
+        assert type(own.loop) is asyncio.SelectorEventLoop
+    finally:
+        own.close()
