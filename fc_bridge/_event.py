@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._limits import Limits, Rejection, bad_request
+from ._limits import Limits, Rejection, bad_request, is_async_invocation
 from ._scope import header_text, http_scope
 from ._scope import scheme as choose_scheme
 from ._urls import resolve
@@ -100,7 +100,7 @@ def parse_event(
         body = body_text.encode("utf-8", "surrogatepass")
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
-    is_async = any(n == b"x-fc-invocation-type" and v.lower() == b"async" for n, v in headers)
+    is_async = is_async_invocation(headers)
     rejection = limits.check_request(target, headers, len(body), is_async=is_async)
     if rejection is not None:
         return rejection

@@ -23,7 +23,7 @@ from ._emulator import (
     wsgi_environ,
 )
 from ._errors import ConfigError
-from ._limits import Limits, Rejection
+from ._limits import Limits, Rejection, is_async_invocation
 from ._local_context import FunctionInfo, make_context
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ async def read_body(
 
     Reading stops at the limit, so an oversized upload is never held in memory.
     """
-    is_async = any(n == b"x-fc-invocation-type" and v.lower() == b"async" for n, v in headers)
+    is_async = is_async_invocation(headers)
     limit = limits.async_request_body if is_async else limits.request_body
     chunks: list[bytes] = []
     size = 0
@@ -157,7 +157,7 @@ class EmulatedFC:
         )
         call = partial(self.invoke, invocation, context)
         loop = asyncio.get_running_loop()
-        if any(n == b"x-fc-invocation-type" and v.lower() == b"async" for n, v in headers):
+        if is_async_invocation(headers):
             # FC answers an asynchronous invocation at once and runs the function after.
             future = loop.run_in_executor(self._pool, call)
             self._background.add(future)

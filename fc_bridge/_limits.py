@@ -154,6 +154,12 @@ class Limits:
         )
 
 
+def is_async_invocation(headers: Headers) -> bool:
+    """Whether the request is an asynchronous invocation (``X-Fc-Invocation-Type: Async``),
+    which FC answers at once and holds to a smaller body limit."""
+    return any(n == b"x-fc-invocation-type" and v.lower() == b"async" for n, v in headers)
+
+
 def _request_headers_size(headers: Headers) -> int:
     """Request headers, lower-case as the scope carries them, minus those FC adds (x-fc-*)."""
     return sum(len(n) + len(v) for n, v in headers if not n.startswith(b"x-fc-"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote_to_bytes
 
+from ._errors import ConfigError
+
 # /2016-08-15/proxy/<service>[.<qualifier>]/<function>
 FC_PREFIX = re.compile(rb"/2016-08-15/proxy/[^/?#]+/[^/?#]+")
 
@@ -66,8 +68,6 @@ def encode_path(path: str) -> bytes:
 
 def check_root_path(root_path: str | None) -> str | None:
     """Validate and normalise the ``root_path`` option (``"/"`` and ``""`` mean no root path)."""
-    from ._errors import ConfigError
-
     if root_path is None:
         return None
     if not isinstance(root_path, str) or (root_path and not root_path.startswith("/")):

@@ -13,6 +13,7 @@ import pytest
 from fc_bridge import Bridge
 from fc_bridge._emulator import Invocation, RuntimeResponse, call_wsgi, wsgi_environ
 from fc_bridge._loop import SharedLoop, shared_loop
+from fc_bridge._types import Receive, Send
 
 PREFIX = "/2016-08-15/proxy/svc/fn"
 SECRET = "S3cr3t-access-key-secret-canary"
@@ -61,6 +62,14 @@ def fc_environ(
 def fc_call(handler: Bridge, *args: Any, **kwargs: Any) -> RuntimeResponse:
     """One request through ``handler`` as FC 2.0 would make it and collect it."""
     return call_wsgi(handler, fc_environ(*args, **kwargs))
+
+
+async def plain_lifespan(receive: Receive, send: Send) -> None:
+    """A lifespan that starts and stops and does nothing else."""
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from fc_bridge import Bridge, ConfigError
 from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Receive, Scope, Send
 
-from .conftest import FCContext, fc_call
+from .conftest import FCContext, fc_call, plain_lifespan
 
 done: list[str] = []
 kept: set[asyncio.Task[None]] = set()
@@ -29,10 +29,7 @@ def spawning_app(work: Any) -> Any:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            await send({"type": "lifespan.shutdown.complete"})
+            await plain_lifespan(receive, send)
             return
         kept.add(asyncio.get_running_loop().create_task(work(), name="audit-log"))
         await send({"type": "http.response.start", "status": 202, "headers": []})

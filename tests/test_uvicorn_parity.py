@@ -16,17 +16,14 @@ from examples.fastapi_app import main
 from fc_bridge import Bridge
 from fc_bridge._types import Receive, Scope, Send
 
-from .conftest import PREFIX, running_server
+from .conftest import PREFIX, plain_lifespan, running_server
 
 scopes: list[dict[str, Any]] = []
 
 
 async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        await receive()
-        await send({"type": "lifespan.startup.complete"})
-        await receive()
-        await send({"type": "lifespan.shutdown.complete"})
+        await plain_lifespan(receive, send)
         return
     message = await receive()
     scopes.append({**scope, "body": message["body"]})
