@@ -42,9 +42,10 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fc_bridge import Bridge, Limits
-from fc_bridge._emulator import Invocation, wsgi_environ
 from fc_bridge._loop import SharedLoop
+from fc_bridge._options import Options
 from fc_bridge._wsgi import parse_environ
+from fc_bridge.local.emulator import Invocation, wsgi_environ
 
 WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MiB = 1024 * 1024
@@ -208,8 +209,11 @@ def fc_runtime_call(wsgi: WSGI, environ: dict[str, Any]) -> bytes:
     return b"".join(list(wsgi(environ, lambda status, headers, exc_info=None: None)))
 
 
+FLOOR_OPTIONS = Options(limits=NO_LIMITS)
+
+
 async def floor_call(app: Any, environ: dict[str, Any]) -> bytes:
-    parsed = parse_environ(environ, root_path=None, scheme="auto", limits=NO_LIMITS)
+    parsed = parse_environ(environ, FLOOR_OPTIONS)
     if not isinstance(parsed, tuple):
         raise RuntimeError(parsed)
     scope, body = parsed

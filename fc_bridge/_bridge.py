@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import request_id
+from ._context import function_timeout, request_id
 from ._errors import ConfigError, LifespanError, UnsupportedEventError
 from ._event import describe, event_response, is_http_event, load_event, parse_event
+from ._headers import BUILTIN, PLAIN
 from ._http import HTTPHandler, Response
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection, bad_request
 from ._loop import SharedLoop, shared_loop
-from ._urls import check_root_path
-from ._wsgi import parse_environ, write_response
+from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, Timeout
+from ._wsgi import is_fc, parse_environ, write_response
 
 if TYPE_CHECKING:
-    from ._types import ASGIApp, FCContext, LifespanMode, StartResponse, WSGIEnviron
+    from ._types import (
+        ASGIApp,
+        ContextLike,
+        EventHandler,
+        LifespanMode,
+        StartResponse,
+        WSGIEnviron,
+    )
 
 logger = logging.getLogger("fc_bridge")
-
-LIFESPAN_MODES = ("auto", "on", "off")
-SCHEMES = ("auto", "http", "https")
-SET_COOKIE_MODES = ("case", "join")
-
-EventHandler = Callable[[Any, Any], Any]
 
 
 class Bridge:
@@ -34,8 +37,8 @@ class Bridge:
 
     Deploy it as the function's handler (``handler = bridge(app)``). FC 2.0 calls it as a WSGI
     app, ``handler(environ, start_response)``; FC 3.0 calls it with an HTTP trigger's event,
-    ``handler(event, context)``, and gets the response dict back. ``handler.initializer`` and
-    ``handler.pre_stop`` are FC's lifecycle hooks: the app's lifespan startup and shutdown.
+    ``handler(event, context)``, and gets the response dict back. ``handler.initializer``,
+    ``handler.pre_stop`` and ``handler.pre_freeze`` are FC's lifecycle hooks.
 
     Options:
         lifespan: ``"auto"`` runs the app's lifespan if it has one; ``"on"`` requires it, so a
@@ -44,18 +47,30 @@ class Bridge:
         root_path: the ASGI ``root_path`` to use instead of the one detected from FC's URL
             prefix (``/2016-08-15/proxy/<service>/<function>`` on FC's default address).
         limits: FC's size limits to enforce; :class:`Limits` defaults are FC's own.
-        scheme: the URL scheme the app sees. ``"auto"`` trusts ``X-Forwarded-Proto`` and falls
-            back to what FC reports (always ``http`` on FC 2.0, ``https`` on FC 3.0).
+        scheme: the URL scheme the app sees: ``"auto"`` is what FC reports (``http`` on FC
+            2.0, even behind an HTTPS custom domain; ``https`` on FC 3.0); ``"https"`` or
+            ``"http"`` fix it.
+        forwarded: how many proxies in front of FC to trust. ``0`` (default) ignores
+            ``X-Forwarded-Proto`` and ``X-Forwarded-For``, which any client can send; with
+            ``n``, the scheme and client address come from the ``n``-th value from the right.
+        host: the host name the app sees when the request has no ``Host`` header.
+        timeout: seconds a request may run before the bridge cancels it and answers 504.
+            ``"auto"`` (default) is the function's timeout from FC's context less a margin
+            (a fifth of it, at most 3 s), so the answer and the log record saying where the
+            app was stuck get out before FC cuts the invocation off; ``None`` disables it.
         task_timeout: how many seconds a request waits, after the app has returned, for the
-            asyncio tasks it started (``asyncio.create_task`` in an endpoint): FC may freeze the
-            instance as soon as it has the response. ``0`` does not wait.
+            asyncio tasks it started (``asyncio.create_task`` in an endpoint), and after the
+            response is complete for the app to return (a background task): FC may freeze
+            the instance as soon as it has the response. ``0`` does not wait.
         on_event: ``(event, context) -> result`` (or a coroutine function) for events from
             other FC 3.0 triggers (timer, OSS, MNS, ...); it gets the event exactly as FC
             passed it. Without it such events raise :class:`UnsupportedEventError`.
         set_cookie: how an FC 3.0 response dict carries several ``Set-Cookie`` values, which
             a ``{name: value}`` dict cannot hold as such: ``"case"`` (default) gives each its
             own key, spelled with a different letter case, which HTTP treats as the same
-            header; ``"join"`` joins them with ``", "``, which browsers cannot split reliably.
+            header (up to 512 of them); ``"join"`` joins them with ``", "``, which browsers
+            cannot split reliably.
+        loop: the :class:`SharedLoop` to run on (default: the process's one).
     """
 
     def __init__(
@@ -66,6 +81,9 @@ class Bridge:
         root_path: str | None = None,
         limits: Limits | None = None,
         scheme: str = "auto",
+        forwarded: int = 0,
+        host: str | None = None,
+        timeout: Timeout = "auto",
         task_timeout: float = 10.0,
         on_event: EventHandler | None = None,
         set_cookie: str = "case",
@@ -73,36 +91,44 @@ class Bridge:
     ) -> None:
         if not callable(app):
             raise ConfigError(f"app must be an ASGI application (a callable), got {app!r}.")
-        if lifespan not in LIFESPAN_MODES:
-            raise ConfigError(f'lifespan must be "auto", "on" or "off", got {lifespan!r}.')
-        if scheme not in SCHEMES:
-            raise ConfigError(f'scheme must be "auto", "http" or "https", got {scheme!r}.')
-        if limits is not None and not isinstance(limits, Limits):
-            raise ConfigError(f"limits must be a fc_bridge.Limits, got {limits!r}.")
-        if type(task_timeout) not in (int, float) or not 0 <= task_timeout < float("inf"):
-            raise ConfigError(
-                f"task_timeout must be a number of seconds >= 0, got {task_timeout!r}."
-            )
-        if on_event is not None and not callable(on_event):
-            raise ConfigError(f"on_event must be a callable (event, context), got {on_event!r}.")
-        if set_cookie not in SET_COOKIE_MODES:
-            raise ConfigError(f'set_cookie must be "case" or "join", got {set_cookie!r}.')
         self.app = app
-        self.lifespan: LifespanMode = lifespan
-        self.root_path = check_root_path(root_path)
-        self.limits = limits or Limits()
-        self.scheme = scheme
-        self.task_timeout = task_timeout
-        self.on_event = on_event
-        self.set_cookie = set_cookie
+        self.options = Options(
+            lifespan=lifespan,
+            root_path=root_path,
+            limits=limits,
+            scheme=scheme,
+            forwarded=forwarded,
+            host=host,
+            timeout=timeout,
+            task_timeout=task_timeout,
+            on_event=on_event,
+            set_cookie=set_cookie,
+        )
         self._loop = loop or shared_loop
-        self._lifespan = Lifespan(app, lifespan)
-        self._http = HTTPHandler(app, self._lifespan, self.limits, task_timeout)
+        self._lifespan = Lifespan(app, self.options.lifespan)
+        self._http = HTTPHandler(app, self._lifespan, self.options)
+
+    @property
+    def limits(self) -> Limits:
+        return self.options.limits
+
+    @property
+    def lifespan(self) -> LifespanMode:
+        return self.options.lifespan
+
+    @property
+    def root_path(self) -> str | None:
+        return self.options.root_path
+
+    @property
+    def loop(self) -> SharedLoop:
+        return self._loop
 
     def __repr__(self) -> str:
+        options = self.options
         return (
-            f"{type(self).__name__}(app={self.app!r}, lifespan={self.lifespan!r}, "
-            f"root_path={self.root_path!r}, scheme={self.scheme!r})"
+            f"{type(self).__name__}(app={self.app!r}, lifespan={options.lifespan!r}, "
+            f"root_path={options.root_path!r}, scheme={options.scheme!r})"
         )
 
     def __call__(self, first: Any, second: Any) -> Any:
@@ -114,111 +140,133 @@ class Bridge:
 
     def wsgi(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         """FC 2.0's HTTP handler: serve one request given as a WSGI environ."""
-        rid = request_id(environ.get("fc.context"), environ.get("HTTP_X_FC_REQUEST_ID"))
+        context = environ.get("fc.context")
+        rid = request_id(context, environ.get("HTTP_X_FC_REQUEST_ID"))
         try:
-            parsed = parse_environ(
-                environ, root_path=self.root_path, scheme=self.scheme, limits=self.limits
-            )
-            response = self._serve(parsed, rid)
+            parsed = parse_environ(environ, self.options)
+            if isinstance(parsed, Rejection):
+                response = _rejected(parsed, rid)
+            else:
+                scope, body = parsed
+                policy = BUILTIN if is_fc(environ) else PLAIN
+                response = self._http.buffered(self._loop, scope, body, rid, context, policy)
         except Exception as exc:
-            response = self._failed(exc, rid)
+            response = _failed(exc, rid)
+        # Outside the try: a PEP 3333 server may re-raise the app's exception from
+        # start_response (exc_info), as it is entitled to.
         return write_response(response, start_response, environ)
 
-    def event(self, event: object, context: FCContext) -> Any:
+    def event(self, event: object, context: ContextLike) -> Any:
         """FC 3.0's handler: answer an HTTP trigger's event with FC's response dict, and hand
         events of other triggers to ``on_event``."""
         loaded = load_event(event)
         if loaded is None or not is_http_event(loaded):
-            if self.on_event is not None:
+            if self.options.on_event is not None:
                 return self._other_event(event, context)
             if loaded is None:
                 rejection = bad_request(f"The event is not valid JSON: got {describe(event)}.")
-                rejection.log(request_id(context))
-                return event_response(Response.rejection(rejection), self.set_cookie)
+                return event_response(_rejected(rejection, request_id(context)), "case")
             raise UnsupportedEventError(
                 f"fc_bridge got an event that is not an HTTP request ({describe(event)}); "
                 "pass bridge(app, on_event=...) to handle events of other triggers."
             )
         rid = request_id(context, loaded["requestContext"].get("requestId"))
+        set_cookie = self.options.set_cookie
         try:
-            parsed = parse_event(
-                loaded, context, root_path=self.root_path, scheme=self.scheme, limits=self.limits
-            )
-            response = self._serve(parsed, rid)
+            parsed = parse_event(loaded, context, self.options)
+            if isinstance(parsed, Rejection):
+                response = _rejected(parsed, rid)
+            else:
+                scope, body = parsed
+                response = self._http.buffered(self._loop, scope, body, rid, context, BUILTIN)
+            answer = event_response(response, set_cookie)
+            if isinstance(answer, Rejection):
+                answer = event_response(_rejected(answer, rid), set_cookie)
         except Exception as exc:
-            response = self._failed(exc, rid)
-        return event_response(response, self.set_cookie)
+            answer = event_response(_failed(exc, rid), set_cookie)
+        return answer
 
-    def _serve(self, parsed: Any, rid: str) -> Response:
-        if isinstance(parsed, Rejection):
-            parsed.log(rid)
-            return Response.rejection(parsed)
-        scope, body = parsed
-        response: Response = self._loop.run(self._http(scope, body, rid))
-        return response
-
-    @staticmethod
-    def _failed(exc: Exception, rid: str) -> Response:
-        # An exception escaping the handler becomes FC's opaque 502; a 500 with a log record
-        # that names the request is more use to everyone.
-        logger.error("fc_bridge failed to serve the request [request_id=%s]", rid, exc_info=exc)
-        return Response.internal_error(exc)
-
-    def _other_event(self, event: Any, context: Any) -> Any:
-        handler = self.on_event
-        if inspect.iscoroutinefunction(handler):
+    def _other_event(self, event: object, context: ContextLike) -> Any:
+        handler = self.options.on_event
+        assert handler is not None
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004  # an object with async __call__
+        ):
             return self._loop.run(handler(event, context))
-        return handler(event, context)  # type: ignore[misc]
+        result = handler(event, context)
+        if inspect.isawaitable(result):
+            return self._loop.run(_awaited(result))
+        return result
 
-    def local(
-        self,
-        mode: str = "fc2",
-        *,
-        concurrency: int = 1,
-        prefix: str | None = None,
-        function: Any = None,
-    ) -> ASGIApp:
-        """An ASGI app that serves this bridge the way FC would, for any ASGI server.
-
-        ``local_app = handler.local()`` then ``uvicorn main:local_app --reload``: requests go
-        through FC's checks and this bridge, as in production. ``mode`` is ``"fc2"`` (FC 2.0's
-        WSGI call), ``"fc3"`` (FC 3.0 events) or ``"web"`` (the app served directly, as FC's
-        custom runtime runs it); ``concurrency`` is FC's instance concurrency; ``prefix``
-        serves the app under FC's default-address prefix; ``function`` is a
-        ``FunctionInfo`` describing the function for the contexts (default: environment).
-        """
-        from ._frontend import MODES, EmulatedFC
-        from ._web import WebFunction
-
-        if mode not in MODES:
-            raise ConfigError(f'mode must be "fc2", "fc3" or "web", got {mode!r}.')
-        if mode == "web":
-            return WebFunction(
-                self.app,
-                lifespan=self.lifespan,
-                limits=self.limits,
-                root_path=self.root_path if prefix is None else prefix,
-                function=function,
-            )
-        return EmulatedFC(self, mode, concurrency=concurrency, prefix=prefix, function=function)
-
-    def initializer(self, context: FCContext | None = None) -> None:
+    def initializer(self, context: ContextLike | None = None) -> None:
         """FC's initializer hook: run the app's lifespan startup, once per instance.
 
-        Raises :class:`LifespanError` if startup fails, so FC reports the failed initializer
-        and retries it on a new instance instead of serving a half-started app.
+        Raises :class:`LifespanError` if startup fails or does not complete within the hook's
+        time (the function's timeout, else 300 s), so FC reports the failed initializer and
+        retries it on a new instance instead of serving a half-started app.
         """
-        self._loop.run(self._lifespan.startup(context))
+        timeout = _hook_timeout(context, INITIALIZER_TIMEOUT)
+        self._loop.run(self._lifespan.within("startup", timeout, context))
         if self._lifespan.failure is not None:
             raise LifespanError(f"ASGI {self._lifespan.failure}")
 
-    def pre_stop(self, context: FCContext | None = None) -> None:
-        """FC's pre_stop hook: run the app's lifespan shutdown. Raises LifespanError if it fails."""
+    def pre_stop(self, context: ContextLike | None = None) -> None:
+        """FC's pre_stop hook: run the app's lifespan shutdown (at most 90 s, or the function's
+        timeout). Raises LifespanError if it fails."""
         before = self._lifespan.failure
-        self._loop.run(self._lifespan.shutdown())
+        timeout = _hook_timeout(context, PRE_STOP_TIMEOUT)
+        self._loop.run(self._lifespan.within("shutdown", timeout))
         if self._lifespan.failure is not None and self._lifespan.failure != before:
             raise LifespanError(f"ASGI {self._lifespan.failure}")
+
+    def pre_freeze(self, context: ContextLike | None = None) -> None:
+        """FC's pre_freeze hook: give tasks earlier requests left running up to
+        ``task_timeout`` seconds to finish before FC freezes the instance."""
+        self._loop.run(settle_tasks(self.options.task_timeout, request_id(context)))
 
 
 bridge = Bridge
 """``handler = bridge(app)``: the spelling used in deployed code; the same as :class:`Bridge`."""
+
+
+def _rejected(rejection: Rejection, rid: str) -> Response:
+    rejection.log(rid)
+    return Response.rejection(rejection)
+
+
+def _failed(exc: Exception, rid: str) -> Response:
+    # An exception escaping the handler becomes FC's opaque 502; a 500 with a log record that
+    # names the request is more use to everyone.
+    logger.error("fc_bridge failed to serve the request [request_id=%s]", rid, exc_info=exc)
+    return Response.internal_error()
+
+
+def _hook_timeout(context: object, fallback: float) -> float:
+    timeout = function_timeout(context)
+    return fallback if timeout is None else min(timeout, fallback)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def settle_tasks(timeout: float, rid: str) -> None:
+    current = asyncio.current_task()
+    # A lifespan task waits for shutdown for the instance's whole life: not a leftover.
+    pending = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not current
+        and not task.done()
+        and getattr(task.get_coro(), "__qualname__", "") != "Lifespan._main"
+    ]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+        left = [task for task in pending if not task.done()]
+        if left:
+            logger.warning(
+                "%d task(s) still run as FC freezes the instance [request_id=%s]: %s",
+                len(left),
+                rid,
+                ", ".join(sorted(task.get_name() for task in left)),
+            )

@@ -1,11 +1,309 @@
-"""Reading FC's context object, whose fields differ between FC generations."""
+"""FC's ``context`` object: reading the one FC passes, and making one where FC sends headers.
+
+FC 2.0 passes an object with attributes, FC 3.0 another shape, tests and tools often a dict:
+the bridge reads every field through :func:`field`, which takes either and never raises.
+Credentials are live secrets. They come only from where FC itself puts them (the context, the
+``ALIBABA_CLOUD_*`` environment variables, or a web function's ``x-fc-*`` request headers), are
+never invented, and never appear in a repr, a log line or an error page: a dict context reaches
+the app wrapped in :class:`AppContext`, whose repr hides them.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+SECRET_KEYS = frozenset(
+    {
+        "credentials",
+        "access_key_id",
+        "access_key_secret",
+        "security_token",
+        "accessKeySecret",
+        "accessKeyId",
+        "securityToken",
+    }
+)
 
-def request_id(context: Any, fallback: object = None) -> str:
+
+def field(context: object, *path: str) -> Any:
+    """``context.a.b`` for ``field(context, "a", "b")``, through attributes or dict keys;
+    None where any step is missing."""
+    value = context
+    for name in path:
+        if value is None:
+            return None
+        if isinstance(value, Mapping):
+            value = value.get(name)
+        else:
+            value = getattr(value, name, None)
+    return value
+
+
+def request_id(context: object, fallback: object = None) -> str:
     """FC's request id for log lines: the context's, else ``fallback`` (a header), else ``"-"``."""
-    value = getattr(context, "request_id", None) or fallback
+    value = field(context, "request_id") or fallback
     return value if isinstance(value, str) and value else "-"
+
+
+def function_timeout(context: object) -> float | None:
+    """The function's timeout in seconds from the context (FC may give it as a string)."""
+    value = field(context, "function", "timeout")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if type(value) in (int, float) and 0 < value < float("inf"):
+        return float(value)
+    return None
+
+
+class AppContext(Mapping[str, Any]):
+    """A dict context as the app sees it: attributes and keys both work, nested dicts too,
+    and its repr names the keys but shows no credential."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return AppContext(value) if isinstance(value, Mapping) else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        return AppContext(value) if isinstance(value, Mapping) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{k!r}: <redacted>" if k in SECRET_KEYS else f"{k!r}: {self[k]!r}" for k in self._data
+        )
+        return "AppContext({" + inner + "})"
+
+    __str__ = __repr__
+
+
+def for_app(context: Any) -> Any:
+    """The context to put in ``scope["fc.context"]``: FC's object as is (its repr shows no
+    secret), a dict wrapped in :class:`AppContext`."""
+    return AppContext(context) if isinstance(context, Mapping) else context
+
+
+CREDENTIAL_VARIABLES = (
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+)
+# x-fc-* request headers a web function gets; the credential ones never reach the app's headers.
+CREDENTIAL_HEADERS = (b"x-fc-access-key-id", b"x-fc-access-key-secret", b"x-fc-security-token")
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """What FC knows about the function: the non-secret half of a context.
+
+    Every field can be set by an option or by the environment variable FC's runtimes set
+    (``FC_FUNCTION_NAME``, ``FC_REGION``, ...), options first.
+    """
+
+    name: str = "fc-bridge-local"
+    handler: str = "index.handler"
+    memory: int = 512
+    timeout: int = 60
+    region: str = "cn-hangzhou"
+    account_id: str = "000000000000"
+    service: str = "fc-bridge-local"
+    qualifier: str = "LATEST"
+    version_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> FunctionInfo:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            variable = ENVIRONMENT.get(field.name)
+            text = environ.get(variable) if variable else None
+            if text:
+                values[field.name] = int(text) if field.type == "int" and text.isdigit() else text
+        values.update({k: v for k, v in options.items() if v is not None})
+        return replace(cls(), **values)
+
+
+ENVIRONMENT = {
+    "name": "FC_FUNCTION_NAME",
+    "handler": "FC_FUNCTION_HANDLER",
+    "memory": "FC_FUNCTION_MEMORY_SIZE",
+    "timeout": "FC_FUNCTION_TIMEOUT",
+    "region": "FC_REGION",
+    "account_id": "FC_ACCOUNT_ID",
+    "service": "FC_SERVICE_NAME",
+    "qualifier": "FC_QUALIFIER",
+    "version_id": "FC_VERSION_ID",
+}
+
+
+class Credentials:
+    """The function role's temporary credentials; its repr shows none of the secrets."""
+
+    __slots__ = ("access_key_id", "access_key_secret", "security_token")
+
+    def __init__(self, access_key_id: str, access_key_secret: str, security_token: str) -> None:
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret
+        self.security_token = security_token
+
+    def __repr__(self) -> str:
+        return "Credentials(access_key_id=<redacted>, access_key_secret=<redacted>, ...)"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials | None:
+        environ = os.environ if environ is None else environ
+        key_id, secret, token = (environ.get(name, "") for name in CREDENTIAL_VARIABLES)
+        return cls(key_id, secret, token) if key_id and secret else None
+
+
+class _Attributes:
+    """A plain object of attributes with a repr naming them (context.function, ...)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({inner})"
+
+
+class Function(_Attributes):
+    name: str
+    handler: str
+    memory: int
+    timeout: int
+    version_id: str  # FC 3.0 only
+    qualifier: str  # FC 3.0 only
+
+
+class Service(_Attributes):  # FC 2.0 only
+    name: str
+    log_project: str
+    log_store: str
+    qualifier: str
+    version_id: str
+
+
+class LocalContext(_Attributes):
+    """A context shaped like FC 2.0's ``FCContext`` (``generation=2``) or FC 3.0's (``3``).
+
+    The attributes below exist on one shape or both, as on FC: read them with getattr.
+    """
+
+    request_id: str
+    account_id: str
+    region: str
+    function: Function
+    logger: logging.Logger
+    credentials: Credentials | None  # FC 2.0 only
+    service: Service  # FC 2.0 only
+    retry_count: int  # FC 2.0 only
+    tracing: object  # FC 2.0 only
+    log_project: str  # FC 3.0 only
+    log_store: str  # FC 3.0 only
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{k}={v!r}" for k, v in self.__dict__.items() if k not in ("credentials", "logger")
+        )
+        return f"LocalContext({inner})"
+
+
+def make_context(
+    info: FunctionInfo,
+    generation: int,
+    *,
+    request_id: str | None = None,
+    credentials: Credentials | None = None,
+) -> LocalContext:
+    """A fresh context for one invocation."""
+    rid = request_id or str(uuid.uuid4())
+    logger = logging.getLogger("fc_bridge.function")
+    if generation == 3:  # FC 3.0: no credentials, no service (FC_FACTS section 3)
+        return LocalContext(
+            request_id=rid,
+            account_id=info.account_id,
+            region=info.region,
+            function=Function(
+                name=info.name,
+                handler=info.handler,
+                memory=info.memory,
+                timeout=info.timeout,
+                version_id=info.version_id,
+                qualifier=info.qualifier,
+            ),
+            log_project="",
+            log_store="",
+            logger=logger,
+        )
+    return LocalContext(
+        request_id=rid,
+        credentials=credentials if credentials is not None else Credentials.from_env(),
+        function=Function(
+            name=info.name, handler=info.handler, memory=info.memory, timeout=info.timeout
+        ),
+        service=Service(
+            name=info.service,
+            log_project="",
+            log_store="",
+            qualifier=info.qualifier,
+            version_id=info.version_id,
+        ),
+        region=info.region,
+        account_id=info.account_id,
+        retry_count=0,
+        tracing=None,
+        logger=logger,
+    )
+
+
+def context_from_headers(headers: Mapping[bytes, bytes], info: FunctionInfo) -> LocalContext:
+    """The context of a web function's request, from the ``x-fc-*`` headers FC sends with it
+    (FC_FACTS section 5); what a header does not say comes from ``info``."""
+
+    def text(name: str) -> str | None:
+        value = headers.get(b"x-fc-" + name.encode())
+        return value.decode("latin-1") if value else None
+
+    def number(name: str, default: int) -> int:
+        value = text(name)
+        return int(value) if value and value.isdigit() else default
+
+    info = replace(
+        info,
+        name=text("function-name") or info.name,
+        handler=text("function-handler") or info.handler,
+        memory=number("function-memory", info.memory),
+        timeout=number("function-timeout", info.timeout),
+        region=text("region") or info.region,
+        account_id=text("account-id") or info.account_id,
+        service=text("service-name") or info.service,
+        qualifier=text("qualifier") or info.qualifier,
+        version_id=text("version-id") or info.version_id,
+    )
+    key_id, secret, token = (text(h.decode()[5:]) for h in CREDENTIAL_HEADERS)
+    credentials = Credentials(key_id, secret, token or "") if key_id and secret else None
+    context = make_context(info, 2, request_id=text("request-id"), credentials=credentials)
+    context.retry_count = number("retry-count", 0)
+    return context

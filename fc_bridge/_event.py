@@ -13,14 +13,20 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._limits import Limits, Rejection, bad_request, is_async_invocation
-from ._scope import header_text, http_scope
+from ._limits import Rejection, bad_request, bad_response, is_async_invocation
+from ._scope import CREDENTIAL_HEADERS, http_scope
+from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
 from ._urls import resolve
 
 if TYPE_CHECKING:
     from ._http import Response
+    from ._options import Options
     from ._types import Headers, HTTPScope
+
+# Set-Cookie spellings a JSON object can hold apart (see _cookie_key): 2**9.
+MAX_COOKIES = 512
+_CREDENTIAL_NAMES = frozenset(name.decode() for name in CREDENTIAL_HEADERS)
 
 # Bodies sent as text (when they are valid UTF-8); everything else goes base64-encoded.
 TEXT_TYPES = (
@@ -44,7 +50,7 @@ def load_event(event: object) -> dict[str, Any] | None:
     if isinstance(event, (bytes, bytearray, memoryview, str)):
         try:
             loaded = json.loads(bytes(event) if not isinstance(event, str) else event)
-        except ValueError:  # JSONDecodeError, and UnicodeDecodeError for non-UTF-8 bytes
+        except (ValueError, RecursionError):  # also UnicodeDecodeError; too deeply nested
             return None
         return loaded if isinstance(loaded, dict) else None
     return None
@@ -65,7 +71,7 @@ def describe(event: object) -> str:
 
 
 def parse_event(
-    event: dict[str, Any], context: Any, *, root_path: str | None, scheme: str, limits: Limits
+    event: dict[str, Any], context: Any, options: Options
 ) -> tuple[HTTPScope, bytes] | Rejection:
     """Build the ASGI scope and the body of the HTTP request an FC 3.0 event describes."""
     request = event["requestContext"]
@@ -75,23 +81,41 @@ def parse_event(
     if not isinstance(method, str) or not method or not isinstance(raw, str):
         return bad_request("The event has no requestContext.http.method or rawPath string.")
     raw_path = raw.encode("utf-8", "surrogatepass") or b"/"
-    root, path, raw_path = resolve(raw_path, root_path)
-    query = _query_string(event.get("queryParameters"))
+    root, path, raw_path = resolve(raw_path, options.root_path)
+    parameters = event.get("queryParameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        return bad_request("The event's queryParameters must be an object.")
+    query = _query_string(parameters)
 
+    fields = event.get("headers")
+    if fields is None:
+        fields = {}
+    elif not isinstance(fields, dict):
+        return bad_request(f"The event's headers must be an object, got {type(fields).__name__}.")
     headers: Headers = []
     names = set()
-    for name, value in (event.get("headers") or {}).items():
-        key = str(name).lower()
+    secrets = False
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            return bad_request(f"The event's header {name!r} is not a string.")
+        key = name.lower()
+        if key in _CREDENTIAL_NAMES:
+            secrets = True
+            continue
         names.add(key)
-        headers.append((key.encode("latin-1", "replace"), str(value).encode("utf-8")))
+        headers.append(
+            (key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
+        )
     domain = request.get("domainName")
     if "host" not in names and isinstance(domain, str) and domain:
         headers.append((b"host", domain.encode("idna")))
 
-    body_text = event.get("body") or ""
+    body_text = event.get("body")
+    if body_text is None:
+        body_text = ""
     if not isinstance(body_text, str):
         return bad_request("The event's body must be a string.")
-    if event.get("isBase64Encoded"):
+    if event.get("isBase64Encoded") is True:  # only JSON's true: "false" is a true value too
         try:
             body = base64.b64decode(body_text, validate=True)
         except (binascii.Error, ValueError):
@@ -101,12 +125,14 @@ def parse_event(
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
     is_async = is_async_invocation(headers)
-    rejection = limits.check_request(target, headers, len(body), is_async=is_async)
+    rejection = options.limits.check_request(target, headers, len(body), is_async=is_async)
     if rejection is not None:
         return rejection
 
-    scheme = choose_scheme(headers, scheme, "https")  # FC 3.0's function URLs are HTTPS
+    forwarded = options.forwarded
+    scheme = choose_scheme(headers, options.scheme, "https", forwarded)  # function URLs: HTTPS
     source = http.get("sourceIp")
+    reported = (source, 0) if isinstance(source, str) and source else None
     scope = http_scope(
         method=method,
         scheme=scheme,
@@ -114,11 +140,16 @@ def parse_event(
         paths=(root, path, raw_path),
         query=query,
         headers=headers,
-        client=(source, 0) if isinstance(source, str) and source else None,
+        client=choose_client(headers, reported, forwarded) if forwarded else reported,
         server=(domain, 443 if scheme == "https" else 80) if domain else None,
         context=context,
         uri=raw + ("?" + query.decode("ascii") if query else ""),
     )
+    if secrets:  # the app's copy of the event carries no credential either
+        event = {
+            **event,
+            "headers": {k: v for k, v in fields.items() if k.lower() not in _CREDENTIAL_NAMES},
+        }
     scope["fc.event"] = event  # type: ignore[typeddict-unknown-key]
     return scope, body
 
@@ -139,19 +170,24 @@ def _query_string(parameters: Any) -> bytes:
     return "&".join(pairs).encode("ascii")
 
 
-def event_response(response: Response, set_cookie: str) -> dict[str, Any]:
-    """The dict FC 3.0 turns into the HTTP response."""
+def event_response(response: Response, set_cookie: str) -> dict[str, Any] | Rejection:
+    """The dict FC 3.0 turns into the HTTP response, or FC's 502 if it cannot carry it."""
     headers: dict[str, str] = {}
     cookies = 0
     content_type = content_encoding = b""
     for raw_name, raw_value in response.headers:
-        name = header_text(raw_name).lower()
-        value = header_text(raw_value)
+        name = raw_name.decode().lower()  # checked: tokens, and UTF-8 values
+        value = raw_value.decode()
         if name == "content-type":
             content_type = raw_value.lower()
         elif name == "content-encoding":
             content_encoding = raw_value.strip().lower()
         if name == "set-cookie" and set_cookie == "case":
+            if cookies == MAX_COOKIES:
+                return bad_response(
+                    f"The response has more than {MAX_COOKIES} Set-Cookie headers, more than "
+                    'FC 3.0\'s response can carry with set_cookie="case".'
+                )
             headers[_cookie_key(cookies)] = value
             cookies += 1
         elif name in headers:

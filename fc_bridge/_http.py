@@ -1,10 +1,18 @@
-"""One HTTP request through the app: the ASGI cycle and the response it leaves behind.
+"""One HTTP request through the app: the one ASGI cycle every serving path shares.
 
-Every front end (FC 2.0 environ, FC 3.0 event, the local server) builds a scope and a body,
-calls :func:`serve`, and converts the :class:`Response` it returns. FC buffers whole responses,
-so the cycle collects the body chunks the app sends and returns them untouched, in order, once
-the app has returned: by then everything the request started (background tasks included) has
-finished, which matters because FC may freeze the instance as soon as it has the response.
+Every path (FC 2.0's environ, FC 3.0's event, the web function, the local front ends through
+them) builds a scope and reads the request body its own way, then hands both to
+:class:`HTTPHandler`. What happens next is the same everywhere: wait for the lifespan, run the
+app with this module's ``receive`` and ``send``, check what it sends (status, headers, message
+order, limits), bound the request in time, and turn every failure into FC's answer with one log
+record naming the request. Only the last step differs: FC's built-in runtimes get the whole
+response at once (``buffered``), a web function's server gets it as it comes (``streamed``).
+
+Time bounds (README, "Timeouts"): a request still running at its timeout is cancelled, with its
+tasks, and answered 504, after one log record showing where it was waiting. If the app swallows
+the cancellation, the caller is released with the 504 ``grace`` seconds later and the app left
+to finish on its own. A response that is complete while the app goes on (a Starlette background
+task) is returned after ``task_timeout``.
 """
 
 from __future__ import annotations
@@ -12,32 +20,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
+from ._headers import WEB_FUNCTION, Policy, check_status, checked
 from ._lifespan import Lifespan
-from ._limits import Limits, Rejection
-from ._loop import track_spawned_tasks
+from ._limits import Rejection, timed_out
+from ._loop import Call, SharedLoop, track_spawned_tasks
+from ._options import Options, grace
+from ._stack import await_stack, frame_stack
 
 if TYPE_CHECKING:
-    from ._types import ASGIApp, Headers, HTTPScope, Message
+    from ._types import ASGIApp, Headers, HTTPScope, Message, Receive, Send
 
 logger = logging.getLogger("fc_bridge.http")
 
-# Headers a function may not set on FC: the platform owns them (FC_FACTS section 4).
-RESERVED_RESPONSE_HEADERS = frozenset(
-    {b"connection", b"content-length", b"date", b"keep-alive", b"server"}
-)
-_warned: set[bytes] = set()
-
 INTERNAL_ERROR_BODY = b"Internal Server Error"
+TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+NEW, STARTED, COMPLETE = 0, 1, 2
 
 
-class ResponseTooLarge(OSError):
-    """Raised inside the app's ``send`` once its body passes ``Limits.response_body``.
-
-    An ``OSError``, because ASGI 2.4 apps treat a failing ``send`` as a client that went away
-    and stop producing; the bridge answers FC's 502 in place of the response.
-    """
+class ResponseRefused(OSError):
+    """Raised inside the app's ``send`` when the bridge refuses its response (a bad header, a
+    body over the limit). An ``OSError``, because ASGI 2.4 apps treat a failing ``send`` as a
+    client that went away and stop producing; the bridge answers FC's 502 instead."""
 
 
 class Response:
@@ -63,49 +71,95 @@ class Response:
 
     @classmethod
     def internal_error(cls, error: BaseException | None = None) -> Response:
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        return cls(500, headers, [INTERNAL_ERROR_BODY], error)
+        return cls(500, [TEXT], [INTERNAL_ERROR_BODY], error)
 
 
-class HTTPCycle:
-    """The receive and send callables of one request, and what the app sent through them."""
+class Exchange(Call):
+    """One request: the app's ``receive`` and ``send``, and what it sent through them."""
 
     __slots__ = (
         "_body",
-        "_body_sent",
         "_gone",
         "_gone_event",
-        "_limits",
+        "_held",
+        "_server_receive",
+        "_server_send",
+        "_timers",
+        "armed",
         "chunks",
-        "complete",
+        "context",
+        "expired",
+        "handler",
         "head",
         "headers",
-        "overflow",
+        "policy",
+        "refused",
+        "request_id",
+        "returned",
+        "scope",
         "size",
+        "spawned",
+        "started",
+        "state",
         "status",
+        "timeout",
+        "unready",
     )
 
-    def __init__(self, body: bytes, *, head: bool, limits: Limits) -> None:
-        self._body = body
-        self._body_sent = False
-        self._gone = False
-        self._gone_event: asyncio.Event | None = None
-        self.head = head
-        self._limits = limits
+    def __init__(
+        self,
+        handler: HTTPHandler,
+        scope: HTTPScope,
+        body: bytes,
+        request_id: str,
+        context: object,
+        policy: Policy,
+        *,
+        server_receive: Receive | None = None,
+        server_send: Send | None = None,
+    ) -> None:
+        Call.__init__(self)
+        self.handler = handler
+        self.policy = policy
+        self.scope = scope
+        self._body: bytes | None = body
+        self.request_id = request_id
+        self.context = context
+        self.head = scope["method"] == "HEAD"
+        self.state = NEW
         self.status = 0
-        self.headers: Any = ()
+        self.headers: Headers = []
         self.chunks: list[bytes] = []
         self.size = 0
-        self.complete = False
-        self.overflow: Rejection | None = None
+        self.refused: Rejection | None = None
+        self.expired = False
+        self.returned = False  # the app has returned (or raised)
+        self.unready = False  # lifespan startup failed: answered 500 without running the app
+        self.spawned: list[asyncio.Task[Any]] | None = None
+        self.timeout = handler.options.request_timeout(context)
+        self.started = time.monotonic()
+        self._timers: list[asyncio.TimerHandle] = []
+        self.armed = False  # the request waited once: its time bounds are armed
+        self._gone = False
+        self._gone_event: asyncio.Event | None = None
+        self._server_receive = server_receive
+        self._server_send = server_send
+        # Streamed with a body limit: held back until complete, so FC's 502 can replace it.
+        self._held: list[Message] | None = (
+            [] if server_send is not None and handler.limits.response_body is not None else None
+        )
+
+    # The app's side.
 
     async def receive(self) -> Message:
+        body = self._body
+        if body is not None and not self._gone:
+            self._body = None
+            return {"type": "http.request", "body": body, "more_body": False}
+        if self._server_receive is not None:
+            return await self._server_receive()
         # Once the response is complete the exchange is over: http.disconnect, even for a body
         # nobody read (uvicorn's rule). FC never reports a client going away earlier.
-        if not self._body_sent and not self._gone:
-            self._body_sent = True
-            body, self._body = self._body, b""
-            return {"type": "http.request", "body": body, "more_body": False}
         if not self._gone:
             if self._gone_event is None:
                 self._gone_event = asyncio.Event()
@@ -114,52 +168,97 @@ class HTTPCycle:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.body" and self.status and not self.complete:
+        if kind == "http.response.body" and self.state == STARTED:
             body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = _as_bytes(body)
+            more = message.get("more_body", False)
             if body and not self.head:
-                self._add(body)
-            if not message.get("more_body", False):
-                self._finish()
-        elif kind == "http.response.start" and not self.status:
-            self.status = int(message["status"])
-            self.headers = message.get("headers", ())
-        elif kind == "http.response.pathsend" and self.status and not self.complete:
-            if not self.head:
-                self._add_file(message["path"])
-            self._finish()
-        elif not self.status:
-            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
-        elif self.complete:
-            raise RuntimeError(
-                f"Unexpected ASGI message {kind!r} sent after the response completed."
-            )
+                self._grow(len(body))
+                if self._server_send is None:
+                    self.chunks.append(body)
+            if not more:
+                self.state = COMPLETE
+                self.hang_up()
+                if self.armed:
+                    self._arm_background()
+            if self._server_send is not None:
+                await self._forward(message)
+        elif kind == "http.response.start" and self.state == NEW:
+            self._start(message)
+            if self._server_send is not None:
+                await self._forward({"type": kind, "status": self.status, "headers": self.headers})
+        elif kind == "http.response.pathsend" and self.state == STARTED:
+            await self._send_file(message)
+        elif self.state == NEW:
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{kind}'.")
+        elif self.state == STARTED:
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
         else:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r} sent while sending the body.")
+            raise RuntimeError(
+                f"Unexpected ASGI message '{kind}' sent, after response already completed."
+            )
+
+    def _start(self, message: Message) -> None:
+        status = message.get("status")
+        rejection = check_status(status)
+        if rejection is None:
+            headers = checked(message.get("headers", ()), self.handler.limits, self.policy)
+            if isinstance(headers, Rejection):
+                rejection = headers
+            else:
+                self.headers = headers
+                self.status = status  # type: ignore[assignment]
+                self.state = STARTED
+                return
+        self._refuse(rejection)
+
+    def _refuse(self, rejection: Rejection) -> None:
+        rejection.log(self.request_id)
+        self.refused = rejection
+        self.chunks = []
+        self._held = []
+        raise ResponseRefused(rejection.message)
 
     def _grow(self, length: int) -> None:
         self.size += length
-        if self._limits.response_body is None:
+        if self.handler.limits.response_body is not None:
+            rejection = self.handler.limits.check_response_body(self.size)
+            if rejection is not None:
+                self._refuse(rejection)
+
+    async def _send_file(self, message: Message) -> None:
+        path = message.get("path")
+        if not isinstance(path, str):
+            raise TypeError(f"Expected a str 'path' in 'http.response.pathsend', got {path!r}.")
+        loop = asyncio.get_running_loop()
+        if self._server_send is not None:  # the server offered pathsend: it reads the file
+            if self.handler.limits.response_body is not None and not self.head:
+                self._grow(await loop.run_in_executor(None, os.path.getsize, path))
+            self.state = COMPLETE
+            await self._forward(message)
             return
-        rejection = self._limits.check_response_body(self.size)
-        if rejection is not None:
-            self.overflow = rejection
-            self.chunks = []
-            raise ResponseTooLarge(rejection.message)
-
-    def _add(self, body: bytes) -> None:
-        self._grow(len(body))
-        self.chunks.append(body if type(body) is bytes else bytes(body))
-
-    def _add_file(self, path: str) -> None:
-        # FC buffers the response anyway: one read beats FileResponse's 64 KiB chunks, each a
-        # round trip through a worker thread.
-        with open(path, "rb") as file:
-            self._grow(os.fstat(file.fileno()).st_size)  # checked before reading the file
-            self.chunks.append(file.read())
-
-    def _finish(self) -> None:
-        self.complete = True
+        if not self.head:
+            # Off the loop: a large file would stall every request in flight.
+            room = self.handler.limits.response_body
+            size, data = await loop.run_in_executor(
+                None, _read_file, path, None if room is None else room - self.size
+            )
+            self._grow(size)
+            self.chunks.append(data)
+        self.state = COMPLETE
         self.hang_up()
+
+    async def _forward(self, message: Message) -> None:
+        held = self._held
+        if held is None:
+            await self._server_send(message)  # type: ignore[misc]
+            return
+        held.append(message)
+        if self.state == COMPLETE:
+            self._held = None
+            for one in held:
+                await self._server_send(one)  # type: ignore[misc]
 
     def hang_up(self) -> None:
         """The exchange is over: wake anyone waiting in receive() for the disconnect."""
@@ -167,38 +266,236 @@ class HTTPCycle:
         if self._gone_event is not None:
             self._gone_event.set()
 
+    # Time bounds: armed only once the request has to wait (Call.suspended).
+
+    def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.armed = True
+        if self.timeout is not None:
+            self._timers.append(loop.call_at(self.started + self.timeout, self._expire))
+        task.add_done_callback(self._disarm)
+        if self.state == COMPLETE:
+            self._arm_background()
+
+    def _disarm(self, task: asyncio.Task[Any]) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+    def _arm_background(self) -> None:
+        if self._server_send is None and self.owner is not None:
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(self.handler.task_timeout, self._overran))
+
+    def _expire(self) -> None:
+        task = self.task
+        if task is None or task.done() or self.state == COMPLETE:
+            return
+        self.expired = True
+        logger.error(
+            "Answering 504 [request_id=%s]: the request did not finish within %gs; "
+            "the app was waiting at:\n%s",
+            self.request_id,
+            self.timeout,
+            await_stack(task),
+        )
+        task.cancel()
+        for spawned in self.spawned or ():
+            spawned.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(grace(self.timeout or 0.0), self._settle_late))
+
+    def _settle_late(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            logger.error(
+                "The app ignored the cancellation of its timed-out request and still runs "
+                "[request_id=%s]; answering 504 without it.",
+                self.request_id,
+            )
+            self.settle(Response.rejection(timed_out(self.timeout or 0.0)))
+
+    def _overran(self) -> None:
+        task = self.task
+        if task is not None and not task.done() and not self.returned:
+            logger.warning(
+                "The app still runs %gs after completing its response (a background task?) "
+                "[request_id=%s]; returning the response, the app goes on while later "
+                "requests run the loop. It was waiting at:\n%s",
+                self.handler.task_timeout,
+                self.request_id,
+                await_stack(task),
+            )
+            self.settle(self.response(None))
+
+    def wait_limit(self) -> float | None:
+        if self.timeout is None:
+            return None
+        return self.started + self.timeout + 2 * grace(self.timeout) - time.monotonic()
+
+    def abandon(self) -> Response:
+        owner = self.owner
+        driver = owner._driver if owner is not None else None
+        frames = sys._current_frames()
+        frame = frames.get(driver.thread) if driver is not None and driver.thread else None
+        logger.error(
+            "Answering 504 [request_id=%s]: the request waited %gs for the event loop, which "
+            "another request's thread keeps busy without awaiting (blocking code in an async "
+            "endpoint?). That thread is at:\n%s",
+            self.request_id,
+            self.timeout,
+            frame_stack(frame) if frame is not None else "  (unknown)",
+        )
+        return Response.rejection(timed_out(self.timeout or 0.0))
+
+    # What the request produced.
+
+    def response(self, error: BaseException | None) -> Response:
+        """The buffered response: the app's, or the bridge's answer for what went wrong."""
+        if self.refused is not None:
+            return Response.rejection(self.refused)  # logged when refused
+        if self.unready:
+            return Response.internal_error()  # logged by the lifespan
+        if self.expired and self.state != COMPLETE:
+            return Response.rejection(timed_out(self.timeout or 0.0))  # logged at the timeout
+        problem = self._problem(error)
+        if problem is not None:
+            return Response.internal_error(error if isinstance(error, Exception) else None)
+        return Response(
+            self.status, self.headers, self.chunks, error if isinstance(error, Exception) else None
+        )
+
+    def _problem(self, error: BaseException | None) -> str | None:
+        """Log what went wrong, if anything; a reason when the response cannot be used."""
+        if error is not None:
+            logger.error(
+                "Exception in ASGI application [request_id=%s]", self.request_id, exc_info=error
+            )
+            return None if self.state == COMPLETE else "error"
+        if self.state == NEW:
+            logger.error(
+                "ASGI callable returned without starting response [request_id=%s].",
+                self.request_id,
+            )
+            return "unstarted"
+        if self.state == STARTED:
+            logger.error(
+                "ASGI callable returned without completing response [request_id=%s].",
+                self.request_id,
+            )
+            return "incomplete"
+        return None
+
+    async def finish_streamed(self, error: BaseException | None) -> None:
+        """End a streamed response: the bridge's answer if the app's cannot be sent."""
+        send = self._server_send
+        assert send is not None
+        if self.refused is not None:
+            answer: Rejection | None = self.refused
+        elif self.unready:
+            answer = None
+        elif self.expired and self.state == NEW:
+            answer = timed_out(self.timeout or 0.0)
+        else:
+            if self._problem(error) is None or self.state != NEW:
+                return  # complete, or cut off after the start: the server ends the connection
+            answer = None
+        if answer is None:
+            headers, body, status = [TEXT], INTERNAL_ERROR_BODY, 500
+        else:
+            headers, body, status = answer.headers(), answer.body(), answer.status
+        headers = [*headers, (b"content-length", b"%d" % len(body)), (b"x-fc-status", b"404")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
 
 class HTTPHandler:
-    """Serves requests to one app: lifespan first, then the cycle, then FC's response checks."""
+    """Serves requests to one app: lifespan first, then the cycle, under the bridge's options."""
 
-    def __init__(
-        self, app: ASGIApp, lifespan: Lifespan, limits: Limits, task_timeout: float
-    ) -> None:
+    def __init__(self, app: ASGIApp, lifespan: Lifespan, options: Options) -> None:
         self.app = app
         self.lifespan = lifespan
-        self.limits = limits
-        self.task_timeout = task_timeout
+        self.options = options
+        self.limits = options.limits
+        self.task_timeout = options.task_timeout
 
-    async def __call__(self, scope: HTTPScope, body: bytes, request_id: str) -> Response:
-        """Run one request through the app and return the response FC should give."""
-        lifespan = self.lifespan
-        if not lifespan.ready and not await lifespan.wait_started(
-            scope.get("fc.context"), request_id
-        ):
-            return Response.internal_error()
-        scope["state"] = lifespan.state.copy()
-        head = scope["method"] == "HEAD"
-        cycle = HTTPCycle(body, head=head, limits=self.limits)
-        spawned = track_spawned_tasks()
+    def buffered(
+        self,
+        loop: SharedLoop,
+        scope: HTTPScope,
+        body: bytes,
+        request_id: str,
+        context: object,
+        policy: Policy,
+    ) -> Response:
+        """Serve one request on the shared loop, from any thread; the whole response."""
+        exchange = Exchange(self, scope, body, request_id, context, policy)
+        response: Response = loop.run(self._buffered(exchange), exchange)
+        return response
+
+    async def _buffered(self, exchange: Exchange) -> Response:
+        return exchange.response(await self._cycle(exchange))
+
+    async def streamed(
+        self,
+        scope: HTTPScope,
+        body: bytes,
+        request_id: str,
+        context: object,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Serve one request in the server's task, streaming the response to ``send``."""
+        exchange = Exchange(
+            self,
+            scope,
+            body,
+            request_id,
+            context,
+            WEB_FUNCTION,
+            server_receive=receive,
+            server_send=send,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        exchange.suspended(asyncio.get_running_loop(), task)
+        try:
+            error = await self._cycle(exchange)
+        finally:
+            exchange._disarm(task)
+        await exchange.finish_streamed(error)
+
+    async def _cycle(self, exchange: Exchange) -> BaseException | None:
+        """Run the app for one request; the exception it raised, if any.
+
+        Any exception the app raises stays in its request, ``SystemExit``, ``KeyboardInterrupt``
+        and ``CancelledError`` included: the request answers 500 (504 at its timeout) and the
+        next request is served as usual (README, "Failures").
+        """
+        scope = exchange.scope
         error: BaseException | None = None
         try:
-            await self.app(scope, cycle.receive, cycle.send)  # type: ignore[arg-type]
-        except (Exception, asyncio.CancelledError) as exc:
+            lifespan = self.lifespan
+            if not lifespan.ready and not await lifespan.wait_started(
+                scope["fc.context"], exchange.request_id
+            ):
+                exchange.unready = True
+                return None
+            scope["state"] = lifespan.state.copy()
+            exchange.spawned = track_spawned_tasks()
+            await self.app(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]
+        except BaseException as exc:  # see the docstring
+            if isinstance(exc, ResponseRefused) and exchange.refused is not None:
+                exc = None  # type: ignore[assignment]  # logged when refused
+            elif isinstance(exc, asyncio.CancelledError) and exchange.expired:
+                exc = None  # type: ignore[assignment]  # logged at the timeout
             error = exc
-        cycle.hang_up()
-        if spawned:
-            await self._wait_for(spawned, request_id)
-        return _response(cycle, error, self.limits, request_id)
+            if isinstance(exc, GeneratorExit):
+                return error  # the coroutine is being closed: it may not await any more
+        exchange.returned = True
+        exchange.hang_up()
+        if exchange.spawned and not exchange.expired:
+            await self._wait_for(exchange.spawned, exchange.request_id)
+        return error
 
     async def _wait_for(self, spawned: list[asyncio.Task[Any]], request_id: str) -> None:
         """Let the tasks the request started finish: FC may freeze the instance right after.
@@ -231,72 +528,18 @@ class HTTPHandler:
                 )
 
 
-def _response(
-    cycle: HTTPCycle, error: BaseException | None, limits: Limits, request_id: str
-) -> Response:
-    if cycle.overflow is not None:
-        cycle.overflow.log(request_id)
-        return Response.rejection(cycle.overflow, error)
-    if error is not None:
-        logger.error("Exception in ASGI application [request_id=%s]", request_id, exc_info=error)
-        if not cycle.complete:
-            return Response.internal_error(error)
-    elif not cycle.status:
-        logger.error("ASGI app returned without starting a response [request_id=%s]", request_id)
-        return Response.internal_error()
-    elif not cycle.complete:
-        logger.error(
-            "ASGI app returned without completing the response [request_id=%s]", request_id
-        )
-        return Response.internal_error()
-    headers = checked_headers(cycle.headers, cycle.size, cycle.head, limits)
-    if isinstance(headers, Rejection):
-        headers.log(request_id)
-        return Response.rejection(headers, error)
-    return Response(cycle.status, headers, cycle.chunks, error)
+def _as_bytes(body: object) -> bytes:
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(
+        f"Expected bytes in the 'http.response.body' message's 'body', got {type(body).__name__}."
+    )
 
 
-def checked_headers(
-    raw: Any,
-    body_size: int,
-    head: bool,
-    limits: Limits,
-    *,
-    reserved: frozenset[bytes] = RESERVED_RESPONSE_HEADERS,
-) -> Headers | Rejection:
-    """The response headers FC sends, or its 502 when they are over the limit."""
-    headers, size = allowed_headers(raw, body_size, head, reserved=reserved)
-    rejection = limits.check_response_headers(size)
-    return headers if rejection is None else rejection
-
-
-def allowed_headers(
-    raw: Any, body_size: int, head: bool, *, reserved: frozenset[bytes] = RESERVED_RESPONSE_HEADERS
-) -> tuple[Headers, int]:
-    """The app's headers minus those FC reserves, and their size in bytes as FC counts it.
-
-    ``reserved`` are the names FC keeps for itself besides ``x-fc-*``: on a web function the
-    HTTP server owns the framing headers, so there only ``x-fc-*`` is dropped.
-    """
-    headers: Headers = []
-    size = 0
-    for name, value in raw:
-        key = name.lower()
-        if key in reserved or key.startswith(b"x-fc-"):
-            # FC sets Content-Length from the body it gets: a correct one is just redundant.
-            if key != b"content-length" or not (head or value.strip() == b"%d" % body_size):
-                _warn_reserved(key)
-        else:
-            headers.append((name, value))
-            size += len(name) + len(value)
-    return headers, size
-
-
-def _warn_reserved(key: bytes) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        logger.warning(
-            "Dropped response header %r: FC does not let functions set it "
-            "(warned once per process).",
-            key.decode("latin-1"),
-        )
+def _read_file(path: str, room: int | None) -> tuple[int, bytes]:
+    """A file's size and contents; only its size if that is more than ``room`` bytes."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if room is not None and size > room:
+            return size, b""
+        return size, file.read()

@@ -14,6 +14,8 @@ import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._stack import await_stack
+
 if TYPE_CHECKING:
     from ._types import ASGIApp, LifespanMode, LifespanScope, Message
 
@@ -50,9 +52,15 @@ class Lifespan:
         self._startup_sent = False
 
     async def startup(self, context: Any = None) -> None:
-        """Start the lifespan if nobody has, and wait until startup has succeeded or failed."""
+        """Start the lifespan if nobody has, and wait until startup has succeeded or failed.
+
+        After a shutdown it starts again: FC may send a request or run the initializer after
+        pre_stop, when it unfreezes an instance instead of destroying it (FC_FACTS section 8).
+        """
         if self.mode == "off":
             return
+        if self.phase == "stopped":
+            self._reset()
         if self.phase == "idle":
             self.phase = "starting"
             scope: LifespanScope = {
@@ -70,6 +78,29 @@ class Lifespan:
             # reported again by asyncio ("exception was never retrieved") whenever GC runs.
             self._task.add_done_callback(_retrieve)
         await self._started.wait()
+
+    def _reset(self) -> None:
+        self.state = {}
+        self.phase = "idle"
+        self._started = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._startup_sent = False
+
+    async def within(self, stage: str, timeout: float, context: Any = None) -> None:
+        """Run ``stage`` ("startup" or "shutdown") for at most ``timeout`` seconds; past that,
+        the lifespan fails with a reason saying where the app was waiting, and is cancelled."""
+        wait = self.startup(context) if stage == "startup" else self.shutdown()
+        try:
+            await asyncio.wait_for(wait, timeout)
+        except asyncio.TimeoutError:
+            task = self._task
+            where = await_stack(task) if task is not None else "  (unknown)"
+            self._fail(f"the app did not complete {stage} within {timeout:g}s", where=where)
+            if task is not None:
+                task.cancel()
+            self._started.set()
+            self._stopped.set()
 
     async def wait_started(self, context: Any, request_id: str) -> bool:
         """A request's view of startup: start it if need be; False (and the reason logged)
@@ -104,7 +135,8 @@ class Lifespan:
                 self.phase = "stopped"
         finally:
             # The task is over: nobody may wait for it any longer, whatever phase it reached.
-            self.ready = self.phase != "failed"
+            # Requests after a shutdown start the lifespan again (see startup).
+            self.ready = self.phase == "unsupported"
             self._started.set()
             self._stopped.set()
 
@@ -135,21 +167,27 @@ class Lifespan:
             self.phase = "running"
             self.ready = True
             self._started.set()
+            logger.info("Application startup complete.")
         elif kind == "lifespan.shutdown.complete":
             self.phase = "stopped"
+            self.ready = False
             self._stopped.set()
+            logger.info("Application shutdown complete.")
         else:
             self._fail(str(message.get("message") or kind))
             self._started.set()
             self._stopped.set()
 
-    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
+    def _fail(self, reason: str, exc: BaseException | None = None, where: str = "") -> None:
         stage = "startup" if self.phase == "starting" else "shutdown"
         self.phase = "failed"
+        self.ready = False
         # Starlette reports a whole traceback: log it once, and keep its last line (the
         # exception itself) as the one-line reason that errors and later log lines repeat.
         lines = [line for line in reason.strip().splitlines() if line.strip()]
         self.failure = f"lifespan {stage} failed: {lines[-1].strip() if lines else reason}"
+        if where:
+            reason = f"{reason}; it was waiting at:\n{where}"
         logger.error("ASGI lifespan %s failed: %s", stage, reason.strip(), exc_info=exc)
 
 

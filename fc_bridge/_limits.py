@@ -183,3 +183,17 @@ def _human(size: int) -> str:
 def bad_request(message: str) -> Rejection:
     """The 400 for a request the bridge cannot make sense of (bad length, bad event)."""
     return Rejection(400, "InvalidArgument", message)
+
+
+def bad_response(message: str) -> Rejection:
+    """The 502 for a response FC could not pass on (a bad header or status)."""
+    return Rejection(502, "BadResponse", message)
+
+
+def timed_out(seconds: float) -> Rejection:
+    """The 504 for a request the app did not answer before the function's timeout."""
+    return Rejection(
+        504,
+        "FunctionTimeout",
+        f"The app did not answer within {seconds:g}s, the bridge's timeout for the request.",
+    )

@@ -19,8 +19,10 @@ in flight. That is also what FC does to the whole instance, which it freezes bet
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar
@@ -62,15 +64,46 @@ def track_spawned_tasks() -> list[asyncio.Task[Any]]:
     return spawned
 
 
-class _Caller:
-    """A thread that came to run a coroutine: its task, and the lock it sleeps on while parked."""
+class Call:
+    """One thread's coroutine on the shared loop, and how that thread waits for its result.
 
-    __slots__ = ("parked", "task", "wake")
+    The bridge subclasses it to bound a request in time (see ``_http.Exchange``): ``suspended``
+    is called, on the loop, once the task is known to need more than one step, so a request
+    finished in its first step arms no timer; ``settle`` releases the waiting thread with a
+    value before the task is done; ``abandon`` gives the answer of a thread that stopped
+    waiting because nobody ran the loop (its driver blocked it).
+    """
+
+    __slots__ = ("abandoned", "owner", "parked", "settled", "task", "thread", "value", "wake")
 
     def __init__(self) -> None:
+        self.owner: SharedLoop | None = None
         self.task: asyncio.Task[Any] | None = None
         self.parked = False  # waiting in SharedLoop._parked; changed under SharedLoop._mutex
         self.wake = threading.Lock()
+        self.settled = False
+        self.value: Any = None
+        self.abandoned = False
+        self.thread = 0  # threading.get_ident() of the thread while it drives the loop
+
+    def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        """The task did not finish in one step: arm whatever bounds it. On the loop."""
+
+    def wait_limit(self) -> float | None:
+        """Longest a parked thread waits before giving up (``abandon``), or None: forever."""
+        return None
+
+    def abandon(self) -> Any:
+        """What ``run`` returns after the wait limit passed with nobody running the loop."""
+        raise TimeoutError("Nobody ran the shared event loop within the wait limit.")
+
+    def settle(self, value: Any) -> None:
+        """Return ``value`` to the waiting thread now; the task may go on. On the loop."""
+        if not self.settled:
+            self.settled = True
+            self.value = value
+            if self.owner is not None:
+                self.owner._finished(self)
 
 
 class SharedLoop:
@@ -80,12 +113,17 @@ class SharedLoop:
     (or raises its exception). All coroutines, from every thread, run on the same loop.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast_path: bool | None = None) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mutex = threading.Lock()
-        self._driver: _Caller | None = None
-        self._parked: deque[_Caller] = deque()
+        self._driver: Call | None = None
+        self._parked: deque[Call] = deque()
         self._polled = float("-inf")  # loop.time() when run_forever last polled I/O and timers
+        # None: decided by the self-check when the loop is made; False: public API only.
+        if fast_path is None and os.environ.get("FC_BRIDGE_FAST_PATH", "") == "0":
+            fast_path = False
+        self._want_fast = fast_path
+        self.fast_path = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -96,12 +134,13 @@ class SharedLoop:
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
             # asyncio's own selector loop, whatever policy the app installed (uvloop, say):
-            # _start_here relies on its internals.
+            # the fast path relies on its internals.
             self._loop = asyncio.SelectorEventLoop()
             self._loop.set_task_factory(_task_factory)
+            self.fast_path = self._want_fast is not False and _fast_path_works(self._loop)
         return self._loop
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], call: Call | None = None) -> T:
         """Run ``coro`` on the shared loop and return its result; callable from any thread."""
         running = asyncio._get_running_loop()
         if running is not None:
@@ -111,50 +150,83 @@ class SharedLoop:
                     "The handler was called from inside the application it serves; "
                     "the call would wait for itself forever."
                 )
-            return self._in_helper_thread(lambda: self.run(coro))
-        caller = _Caller()
+            return self._in_helper_thread(lambda: self.run(coro, call))
+        if call is None:
+            call = Call()
+        call.owner = self
         with self._mutex:
             loop = self._get_loop()
             if self._driver is None:
-                self._driver = caller
+                self._driver = call
             else:
-                caller.parked = True
-                caller.wake.acquire()
-                self._parked.append(caller)
-        if caller.parked:
-            loop.call_soon_threadsafe(self._start_parked, loop, caller, coro)
-            caller.wake.acquire()  # until our task is done, or the loop is handed to us
-        else:
-            caller.task = self._start_here(loop, coro)
-            if not caller.task.done():
-                caller.task.add_done_callback(lambda task: self._finished(caller))
-        if caller is self._driver:
-            self._drive(loop, caller)
-        task: asyncio.Task[T] = caller.task  # type: ignore[assignment]
+                call.parked = True
+                call.wake.acquire()
+                self._parked.append(call)
+        parked = call.parked
+        if parked:
+            loop.call_soon_threadsafe(self._start_parked, loop, call, coro)
+            if not self._wait_parked(loop, call):
+                return call.abandon()  # type: ignore[no-any-return]
+        if call is self._driver:
+            call.thread = threading.get_ident()
+            try:
+                if not parked:  # else our task was scheduled before the loop was handed to us
+                    call.task = self._start_here(loop, call, coro)
+                self._drive(loop, call)
+            finally:
+                self._hand_over(call)
+        if call.settled:
+            return call.value  # type: ignore[no-any-return]
+        task: asyncio.Task[T] = call.task  # type: ignore[assignment]
         return task.result()
 
-    def _start_parked(
-        self, loop: asyncio.AbstractEventLoop, caller: _Caller, coro: Coroutine[Any, Any, Any]
-    ) -> None:
-        caller.task = asyncio.Task(coro, loop=loop)
-        caller.task.add_done_callback(lambda task: self._finished(caller))
+    def _wait_parked(self, loop: asyncio.AbstractEventLoop, call: Call) -> bool:
+        """Sleep until our task is done or the loop is handed to us; False if we gave up."""
+        limit = call.wait_limit()
+        if call.wake.acquire(timeout=-1 if limit is None else max(limit, 0)):
+            return True
+        with self._mutex:
+            if not call.parked:  # released, or about to be: just now
+                gave_up = False
+            else:
+                call.parked = False
+                call.abandoned = True
+                self._parked.remove(call)
+                gave_up = True
+        if not gave_up:
+            call.wake.acquire()
+            return True
+        task = call.task
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+        return False
 
-    def _finished(self, caller: _Caller) -> None:
-        """A caller's task is done (a done callback, so on the loop): tell whoever waits on it."""
-        if caller is self._driver:
+    def _start_parked(
+        self, loop: asyncio.AbstractEventLoop, call: Call, coro: Coroutine[Any, Any, Any]
+    ) -> None:
+        if call.abandoned:  # its thread stopped waiting: nobody wants the result any more
+            coro.close()
+            return
+        call.task = asyncio.Task(coro, loop=loop)
+        call.task.add_done_callback(lambda task: self._finished(call))
+        call.suspended(loop, call.task)
+
+    def _finished(self, call: Call) -> None:
+        """A call's task is done or settled (on the loop): tell whoever waits on it."""
+        if call is self._driver:
             # Ends run_forever after this iteration: the driver's own work is done. (Callbacks
             # only run inside run_forever: a first step taken by _start_here runs none.)
             asyncio.get_running_loop().stop()
             return
         with self._mutex:
-            if not caller.parked:  # it gave up waiting (see _drive)
+            if not call.parked:  # it gave up waiting, or was told already
                 return
-            caller.parked = False
-            self._parked.remove(caller)
-        caller.wake.release()
+            call.parked = False
+            self._parked.remove(call)
+        call.wake.release()
 
     def _start_here(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
+        self, loop: asyncio.AbstractEventLoop, call: Call, coro: Coroutine[Any, Any, T]
     ) -> asyncio.Task[T]:
         """Create the driver's task, taking its first step right here when nothing else is due.
 
@@ -165,46 +237,43 @@ class SharedLoop:
         I/O and timers within the last POLL_INTERVAL: background tasks keep their pace while
         requests keep coming. Not loop.create_task: the task factory is for tasks the app starts.
         """
-        now = loop.time()
-        if loop._ready or now - self._polled > POLL_INTERVAL:  # type: ignore[attr-defined]
-            return asyncio.Task(coro, loop=loop)  # run_forever steps it, after what is due
-        hooks = sys.get_asyncgen_hooks()
-        loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]
-        sys.set_asyncgen_hooks(
-            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-        )
-        asyncio._set_running_loop(loop)
-        try:
-            if EAGER_TASKS:  # pragma: >=3.12 cover
-                return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-            task = asyncio.Task(coro, loop=loop)  # pragma: <3.12 cover
-            loop._ready.popleft()._run()  # type: ignore[attr-defined]  # pragma: <3.12 cover
-            return task  # pragma: <3.12 cover
-        finally:
-            asyncio._set_running_loop(None)
-            sys.set_asyncgen_hooks(*hooks)
-            loop._thread_id = None  # type: ignore[attr-defined]
+        if (
+            not self.fast_path
+            or loop._ready  # type: ignore[attr-defined]
+            or loop.time() - self._polled > POLL_INTERVAL
+        ):
+            task = asyncio.Task(coro, loop=loop)  # run_forever steps it, after what is due
+        else:
+            task = _first_step_here(loop, coro)
+            if task.done():
+                return task
+        task.add_done_callback(lambda task: self._finished(call))
+        call.suspended(loop, task)
+        return task
 
-    def _drive(self, loop: asyncio.AbstractEventLoop, caller: _Caller) -> None:
-        """Run the loop until the caller's task is done, then hand the loop to a parked thread."""
-        try:
-            # A parked caller handed the loop may find its task not even created yet.
-            while caller.task is None or not caller.task.done():
-                try:
-                    loop.run_forever()
-                finally:
-                    self._polled = loop.time()
-        finally:
-            # Also when KeyboardInterrupt or SystemExit escaped a callback: this caller stops
-            # waiting, and its task finishes later under another driver with nobody to tell.
-            with self._mutex:
-                successor = self._parked.popleft() if self._parked else None
-                if successor is not None:
-                    successor.parked = False
-                self._driver = successor
+    def _drive(self, loop: asyncio.AbstractEventLoop, call: Call) -> None:
+        """Run the loop until the call's task is done (or the call settled)."""
+        task = call.task
+        while not call.settled and (task is None or not task.done()):
+            try:
+                loop.run_forever()
+            finally:
+                self._polled = loop.time()
+            task = call.task  # a parked call handed the loop may find its task made since
+
+    def _hand_over(self, call: Call) -> None:
+        """The driver is leaving: pass the loop to a parked thread, if any.
+
+        Also when KeyboardInterrupt or SystemExit escaped a callback or a first step: this
+        caller stops waiting, and its task finishes later under another driver.
+        """
+        with self._mutex:
+            successor = self._parked.popleft() if self._parked else None
             if successor is not None:
-                successor.wake.release()
+                successor.parked = False
+            self._driver = successor
+        if successor is not None:
+            successor.wake.release()
 
     @staticmethod
     def _in_helper_thread(call: Callable[[], T]) -> T:
@@ -252,3 +321,61 @@ class SharedLoop:
 
 shared_loop = SharedLoop()
 """The loop every bridge in the process uses unless given another."""
+
+
+def _first_step_here(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
+) -> asyncio.Task[T]:
+    """A task for ``coro`` whose first step is taken now, in this thread, as the loop would.
+
+    Uses asyncio internals (``_thread_id``, the asyncgen hooks, ``_set_running_loop``,
+    ``_ready``): ``_fast_path_works`` checks them before the loop is first used.
+    """
+    hooks = sys.get_asyncgen_hooks()
+    loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]  # is_running()
+    sys.set_asyncgen_hooks(
+        firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+        finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+    )
+    asyncio._set_running_loop(loop)
+    try:
+        if EAGER_TASKS:  # pragma: >=3.12 cover
+            return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        task = asyncio.Task(coro, loop=loop)  # pragma: <3.12 cover
+        loop._ready.popleft()._run()  # type: ignore[attr-defined]  # pragma: <3.12 cover
+        return task  # pragma: <3.12 cover
+    finally:
+        asyncio._set_running_loop(None)
+        sys.set_asyncgen_hooks(*hooks)
+        loop._thread_id = None  # type: ignore[attr-defined]
+
+
+async def _probe() -> tuple[bool, object, object]:
+    loop = asyncio.get_running_loop()
+    return loop.is_running(), asyncio.current_task(), loop
+
+
+def _fast_path_works(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether this Python's asyncio has what the fast path needs and it behaves as expected.
+
+    Checked once per loop. If not, requests take the public path (``run_forever``), which is
+    correct and slower, and one warning says so.
+    """
+    try:
+        ready = loop._ready  # type: ignore[attr-defined]
+        assert isinstance(ready, deque) and not ready
+        assert loop._thread_id is None  # type: ignore[attr-defined]
+        task = _first_step_here(loop, _probe())
+        running, current, seen = task.result()
+        assert running is True and current is task and seen is loop
+        assert not loop.is_running() and asyncio._get_running_loop() is None
+        assert not ready
+    except Exception as exc:  # AttributeError, AssertionError, whatever a new asyncio does
+        warnings.warn(
+            f"fc_bridge: this Python's asyncio differs from what the bridge's fast path "
+            f"expects ({type(exc).__name__}: {exc}); requests take the slower public path.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._context import for_app
+
 if TYPE_CHECKING:
     from ._types import Headers, HTTPScope
+
+# FC passes the function role's credentials in these request headers (FC 2.0 and 3.0 runtimes,
+# web functions): they belong in the context only, never in the headers an app may log.
+CREDENTIAL_HEADERS = frozenset(
+    {b"x-fc-access-key-id", b"x-fc-access-key-secret", b"x-fc-security-token"}
+)
+# pathsend: FC buffers the response anyway, so a FileResponse is read in one go (off the loop)
+# instead of in 64 KiB chunks, each a round trip through a worker thread.
+BUFFERED_EXTENSIONS: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
 
 HTTP_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
 
@@ -22,6 +33,7 @@ def http_scope(
     server: tuple[str, int | None] | None,
     context: Any,
     uri: str,
+    extensions: dict[str, dict[object, object]] | None = None,
 ) -> HTTPScope:
     """The scope of one request (``paths`` is ``resolve()``'s ``root_path, path, raw_path``).
 
@@ -41,25 +53,46 @@ def http_scope(
         "headers": headers,
         "client": client,
         "server": server,
-        # pathsend: FC buffers the response anyway, so a FileResponse is read in one go
-        # instead of in 64 KiB chunks, each a round trip through a worker thread.
-        "extensions": {"http.response.pathsend": {}},
-        "fc.context": context,
+        "state": {},
+        "extensions": BUFFERED_EXTENSIONS.copy() if extensions is None else extensions,
+        "fc.context": for_app(context),
         "fc.request_uri": uri,
     }
 
 
-def scheme(headers: Headers, option: str, reported: str) -> str:
-    """The URL scheme the app sees: the ``scheme`` option, else the forwarded protocol, else
-    what the platform ``reported`` (FC 2.0 always reports http, even for HTTPS clients)."""
+def scheme(headers: Headers, option: str, reported: str, forwarded: int) -> str:
+    """The URL scheme the app sees: the ``scheme`` option, else what the platform ``reported``
+    (FC 2.0 always reports http, even for HTTPS clients), or, with ``forwarded`` proxies
+    trusted, what the nearest of them says in ``X-Forwarded-Proto``."""
     if option != "auto":
         return option
-    for name, value in headers:
-        if name == b"x-forwarded-proto":
-            proto = value.partition(b",")[0].strip().lower()
-            if proto in (b"http", b"https"):
-                return proto.decode()
+    if forwarded:
+        proto = trusted_value(headers, b"x-forwarded-proto", forwarded).lower()
+        if proto in ("http", "https"):
+            return proto
     return reported
+
+
+def client(
+    headers: Headers, reported: tuple[str, int] | None, forwarded: int
+) -> tuple[str, int] | None:
+    """The client address: what FC reports, or, with ``forwarded`` proxies trusted, the
+    address the outermost of them saw in ``X-Forwarded-For``."""
+    if forwarded:
+        address = trusted_value(headers, b"x-forwarded-for", forwarded)
+        if address:
+            return (address, 0)
+    return reported
+
+
+def trusted_value(headers: Headers, name: bytes, hops: int) -> str:
+    """The ``hops``-th value from the right of a comma-separated forwarding header: the one the
+    outermost trusted proxy added; values further left are the client's to invent."""
+    values: list[str] = []
+    for key, value in headers:
+        if key == name:
+            values += [v.strip() for v in value.decode("latin-1").split(",")]
+    return values[-hops] if len(values) >= hops else ""
 
 
 def header_text(data: bytes) -> str:

@@ -8,8 +8,8 @@ The scope and message shapes follow the ASGI 3 specification (HTTP spec version 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Literal, Protocol, TypedDict
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Literal, Protocol, TypedDict, Union
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -18,10 +18,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 Headers = list[tuple[bytes, bytes]]
+TextHeaders = list[tuple[str, str]]
 LifespanMode = Literal["auto", "on", "off"]
 
 StartResponse = Callable[..., object]
 WSGIEnviron = dict[str, Any]
+EventHandler = Callable[[Any, Any], Any]
+"""``on_event``: ``(event, context) -> result``, a plain or a coroutine function."""
 
 
 class ASGIVersions(TypedDict):
@@ -29,7 +32,8 @@ class ASGIVersions(TypedDict):
     spec_version: str
 
 
-# Functional form: the FC keys ("fc.context", ...) are not identifiers.
+# Functional form: the FC keys ("fc.context", ...) are not identifiers. Every key is required:
+# each front end builds the whole scope, "state" included.
 HTTPScope = TypedDict(
     "HTTPScope",
     {
@@ -43,14 +47,13 @@ HTTPScope = TypedDict(
         "query_string": bytes,
         "root_path": str,
         "headers": Headers,
-        "client": "tuple[str, int] | None",
-        "server": "tuple[str, int | None] | None",
+        "client": Union["tuple[str, int]", None],
+        "server": Union["tuple[str, int | None]", None],
         "state": dict[str, Any],
         "extensions": dict[str, dict[object, object]],
-        "fc.context": Any,
+        "fc.context": "Context | None",
         "fc.request_uri": str,
     },
-    total=False,
 )
 
 LifespanScope = TypedDict(
@@ -59,22 +62,35 @@ LifespanScope = TypedDict(
         "type": Literal["lifespan"],
         "asgi": ASGIVersions,
         "state": dict[str, Any],
-        "fc.context": Any,
+        "fc.context": "Context | None",
     },
 )
 
 
 class FCContext(Protocol):
-    """The ``context`` FC hands to handlers and hooks.
+    """The ``context`` FC hands to handlers and hooks, as the bridge reads it.
 
     FC 2.0's has ``request_id``, ``credentials`` (``access_key_id``, ``access_key_secret``,
-    ``security_token``: live secrets, never log them), ``function``, ``service``, ``region``,
-    ``account_id``, ``retry_count``; FC 3.0's has no ``credentials`` and no ``service``. So
-    the bridge reads every field with ``getattr`` and a default, ``request_id`` included.
+    ``security_token``: live secrets, never log them), ``function`` (``name``, ``handler``,
+    ``memory``, ``timeout``), ``service``, ``region``, ``account_id``, ``retry_count``; FC 3.0's
+    has no ``credentials`` and no ``service``. Any field may be missing, and some are strings
+    where numbers are expected (``function.timeout``), so the bridge reads every one through
+    :mod:`fc_bridge._context`, never directly; a ``dict`` with the same keys is read the same way.
     """
 
     @property
     def request_id(self) -> str: ...
+
+
+ContextLike = FCContext | Mapping[str, Any]
+"""What FC may hand over as the context: an object with attributes, or a dict of the same keys."""
+
+
+class Context(Protocol):
+    """The context an app finds in ``scope["fc.context"]``: FC's own, wrapped so that its
+    repr never shows the credentials (:class:`fc_bridge._context.AppContext`)."""
+
+    def __getattr__(self, name: str) -> Any: ...
 
 
 class WSGIInput(Protocol):

@@ -1,85 +1,138 @@
-"""FC's custom runtime ("web function"): the app served directly by a web server on port 9000.
+"""FC's custom runtime ("web function"): the app behind a web server FC forwards requests to.
 
-FC forwards each HTTP request to the server with ``x-fc-*`` headers describing the invocation
-(FC_FACTS section 5) and calls the lifecycle hooks as ``POST /initialize`` and
-``GET /pre-stop``. This front end runs the app on the server's own loop, streaming responses,
-with the same lifespan rules, limits, reserved-header policy and error answers as the bridge.
+FC forwards each HTTP request to the server (port ``FC_CUSTOM_LISTEN_PORT``, default 9000) with
+``x-fc-*`` headers describing the invocation (FC_FACTS section 5), and calls the lifecycle hooks
+as ``POST /initialize``, ``GET /pre-freeze`` and ``GET /pre-stop``; event invocations arrive as
+``POST /invoke``. :class:`WebFunction` is the ASGI app that server runs: it reads the request
+the way FC's gateway does (the same limits), builds the context from FC's headers, and passes
+the request through the bridge's one HTTP cycle, streaming the response. This module is
+deployed: it imports nothing from ``fc_bridge.local``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._frontend import read_body, send_rejection, target_of
-from ._http import INTERNAL_ERROR_BODY, ResponseTooLarge, checked_headers
-from ._lifespan import Lifespan
-from ._limits import Limits, Rejection
-from ._local_context import CREDENTIAL_HEADERS, FunctionInfo, context_from_headers
+from ._bridge import settle_tasks
+from ._context import FunctionInfo, context_from_headers
+from ._limits import Limits, Rejection, is_async_invocation
+from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT
+from ._scope import CREDENTIAL_HEADERS
+from ._scope import client as choose_client
+from ._scope import scheme as choose_scheme
 from ._urls import resolve
 
 if TYPE_CHECKING:
-    from ._types import ASGIApp, LifespanMode, Message, Receive, Scope, Send
+    from ._bridge import Bridge
+    from ._types import Headers, HTTPScope, Receive, Scope, Send
 
 logger = logging.getLogger("fc_bridge.web")
 
-HOOKS = {("POST", "/initialize"): "initializer", ("GET", "/pre-stop"): "pre_stop"}
+HOOKS = {
+    ("POST", "/initialize"): "initializer",
+    ("GET", "/pre-stop"): "pre_stop",
+    ("GET", "/pre-freeze"): "pre_freeze",
+}
+OWN_ERROR = (b"x-fc-status", b"404")  # FC reads it: the function failed, not the app's answer
 
 
 class WebFunction:
-    """The ASGI app a custom runtime's server runs: ``app`` behind FC's rules."""
+    """The ASGI app a custom runtime's server runs: a bridge's app behind FC's rules."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        lifespan: LifespanMode = "auto",
-        limits: Limits | None = None,
-        root_path: str | None = None,
-        function: FunctionInfo | None = None,
-    ) -> None:
-        self.app = app
-        self.limits = limits or Limits()
-        self.root_path = root_path
+    def __init__(self, handler: Bridge, *, function: FunctionInfo | None = None) -> None:
+        self.handler = handler
+        self.app = handler.app
+        self.options = handler.options
+        self.limits = handler.options.limits
         self.function = function or FunctionInfo.from_env()
-        self.lifespan = Lifespan(app, lifespan)
+        self.lifespan = handler._lifespan
+        self._http_handler = handler._http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._server_lifespan(receive, send)
-        elif scope["type"] == "http":
+        if scope["type"] == "http":
             hook = HOOKS.get((scope["method"], scope["path"]))
             if hook is not None:
                 await self._hook(hook, scope, send)
+            elif (
+                scope["method"] == "POST"
+                and scope["path"] == "/invoke"
+                and self.options.on_event is not None
+            ):
+                await self._invoke(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._server_lifespan(receive, send)
         else:
             await self.app(scope, receive, send)  # WebSockets: FC 3.0 web functions pass them
 
     async def _server_lifespan(self, receive: Receive, send: Send) -> None:
-        # Startup waits for POST /initialize (or the first request), as on FC; when the
-        # server stops (SIGTERM), shutdown runs unless GET /pre-stop already ran it.
+        # The server's own start and stop. The app's startup waits for POST /initialize (or the
+        # first request), as on FC; shutdown runs when the server stops unless GET /pre-stop
+        # already ran it. (fc-bridge serve runs the server without this: see local.cli.)
         await receive()
         await send({"type": "lifespan.startup.complete"})
         await receive()
-        await self.lifespan.shutdown()
+        await self.shutdown()
         await send({"type": "lifespan.shutdown.complete"})
+
+    async def shutdown(self) -> None:
+        """The app's lifespan shutdown, bounded as FC's pre_stop hook is."""
+        await self.lifespan.within("shutdown", PRE_STOP_TIMEOUT)
 
     async def _hook(self, hook: str, scope: Scope, send: Send) -> None:
         context = context_from_headers(dict(scope["headers"]), self.function)
         before = self.lifespan.failure
         if hook == "initializer":
-            await self.lifespan.startup(context)
+            await self.lifespan.within(
+                "startup", min(INITIALIZER_TIMEOUT, context.function.timeout), context
+            )
+        elif hook == "pre_stop":
+            await self.shutdown()
         else:
-            await self.lifespan.shutdown()
+            await settle_tasks(self.options.task_timeout, context.request_id)
         failure = self.lifespan.failure
         failed = failure is not None and (hook == "initializer" or failure != before)
         body = f"ASGI {failure}".encode() if failed else b""
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if failed:
+            headers.append(OWN_ERROR)
         await send(
             {"type": "http.response.start", "status": 500 if failed else 200, "headers": headers}
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An event invocation (``POST /invoke``): the body is the event, for ``on_event``."""
+        context = context_from_headers(dict(scope["headers"]), self.function)
+        body = await read_body(receive, scope["headers"], self.limits, 0)
+        if not isinstance(body, bytes):
+            if body is not None:
+                body.log(context.request_id)
+                await send_rejection(send, body, [OWN_ERROR])
+            return
+        handler = self.options.on_event
+        assert handler is not None
+        try:
+            result: Any = handler(body, context)
+            if hasattr(result, "__await__"):
+                result = await result
+            if isinstance(result, str):
+                payload = result.encode()
+            elif isinstance(result, (bytes, bytearray)):
+                payload = bytes(result)
+            else:
+                payload = json.dumps(result).encode()
+        except Exception as exc:
+            logger.error("Exception in on_event [request_id=%s]", context.request_id, exc_info=exc)
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), OWN_ERROR]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": payload})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = dict(scope["headers"])
@@ -91,98 +144,70 @@ class WebFunction:
             return
         if isinstance(body, Rejection):
             body.log(rid)
-            await send_rejection(send, body)
-            return
-        if not self.lifespan.ready and not await self.lifespan.wait_started(context, rid):
-            await _internal_error(send)
+            await send_rejection(send, body, [OWN_ERROR])
             return
         base = raw.get(b"x-fc-base-path", b"").decode("latin-1").rstrip("/") or None
         root, path, raw_path = resolve(
-            scope.get("raw_path") or scope["path"].encode(), self.root_path or base
+            scope.get("raw_path") or scope["path"].encode(), self.options.root_path or base
         )
-        app_scope = {
-            **scope,
+        # The secrets live in fc.context only: an app that logs its headers leaks none.
+        headers = [h for h in scope["headers"] if h[0] not in CREDENTIAL_HEADERS]
+        forwarded = self.options.forwarded
+        app_scope: HTTPScope = {
+            **scope,  # type: ignore[typeddict-item]
             "root_path": root,
             "path": path,
             "raw_path": raw_path,
-            # The secrets live in fc.context only: an app that logs its headers leaks none.
-            "headers": [h for h in scope["headers"] if h[0] not in CREDENTIAL_HEADERS],
-            "state": self.lifespan.state.copy(),
+            "headers": headers,
+            "scheme": choose_scheme(
+                headers, self.options.scheme, scope.get("scheme", "http"), forwarded
+            ),
+            "client": choose_client(headers, scope.get("client"), forwarded),
+            "state": {},
+            "extensions": dict(scope.get("extensions") or {}),
             "fc.context": context,
             "fc.request_uri": target,
         }
-        sender = _Sender(send, self.limits, rid, scope["method"] == "HEAD")
-        body_sent = False
-
-        async def replay() -> Message:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        try:
-            await self.app(app_scope, replay, sender)
-        except Exception as exc:
-            logger.error("Exception in ASGI application [request_id=%s]", rid, exc_info=exc)
-            if not sender.started:
-                await _internal_error(send)
-        else:
-            await sender.finish()
+        await self._http_handler.streamed(app_scope, body, rid, context, receive, send)
 
 
-async def _internal_error(send: Send) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8")]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
-    await send({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})
+async def read_body(
+    receive: Receive, headers: Headers, limits: Limits, target: int
+) -> bytes | Rejection | None:
+    """The whole request body, FC's 400 as soon as the request is over a limit, or None if
+    the client went away first (FC's gateway then never invokes the function).
 
-
-class _Sender:
-    """The app's send: FC's response header rules at the start, then the body streams through.
-
-    With a response body limit set the response is held back until it is complete, so FC's
-    502 can still replace it, as on FC; without one (the default) nothing is held back.
+    Reading stops at the limit, so an oversized upload is never held in memory.
     """
+    is_async = is_async_invocation(headers)
+    limit = limits.async_request_body if is_async else limits.request_body
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            break
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    rejection = limits.check_request(target, headers, size, is_async=is_async)
+    return rejection if rejection is not None else b"".join(chunks)
 
-    def __init__(self, send: Send, limits: Limits, request_id: str, head: bool) -> None:
-        self._send = send
-        self._limits = limits
-        self._request_id = request_id
-        self._head = head
-        self._held: list[Message] = []
-        self._size = 0
-        self.started = False
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            # Only x-fc-* is FC's here: the server owns the framing headers of its responses.
-            raw = message.get("headers", ())
-            headers = checked_headers(raw, 0, self._head, self._limits, reserved=frozenset())
-            if isinstance(headers, Rejection):
-                await self._reject(headers)
-            message = {**message, "headers": headers}
-        elif message["type"] == "http.response.body" and self._limits.response_body is not None:
-            self._size += len(message.get("body", b""))
-            rejection = self._limits.check_response_body(self._size)
-            if rejection is not None:
-                self._held = []
-                await self._reject(rejection)
-        if self._limits.response_body is not None:
-            self._held.append(message)
-            return
-        self.started = True
-        await self._send(message)
+async def send_rejection(send: Send, rejection: Rejection, extra: Headers | None = None) -> None:
+    """FC's own answer (a 4xx or 5xx in FC's error shape) in place of the app's."""
+    body = rejection.body()
+    headers = [*rejection.headers(), (b"content-length", b"%d" % len(body)), *(extra or [])]
+    await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
-    async def _reject(self, rejection: Rejection) -> None:
-        """Answer FC's 502 in place of the response, and stop the app (OSError, ASGI 2.4)."""
-        rejection.log(self._request_id)
-        self.started = True
-        await send_rejection(self._send, rejection)
-        raise ResponseTooLarge(rejection.message)
 
-    async def finish(self) -> None:
-        """Send what was held back, once the app has returned."""
-        held, self._held = self._held, []
-        for message in held:
-            self.started = True
-            await self._send(message)
+def target_of(scope: Scope) -> str:
+    """The request target as the client sent it: raw path, then ``?`` and the query."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")

@@ -12,18 +12,29 @@ import os
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ._http import Response
-from ._limits import Limits, Rejection, bad_request
-from ._scope import header_text, http_scope
+from ._limits import Rejection, bad_request
+from ._scope import client as choose_client
+from ._scope import http_scope
 from ._scope import scheme as choose_scheme
 from ._urls import decode_path, encode_path, resolve, split_uri
 
 if TYPE_CHECKING:
+    from ._http import Response
+    from ._options import Options
     from ._types import Headers, HTTPScope, StartResponse, WSGIEnviron, WSGIInput
 
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
-_NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_NOT_HEADERS = frozenset(
+    {
+        "HTTP_CONTENT_TYPE",
+        "HTTP_CONTENT_LENGTH",
+        # The function role's credentials: in the context only (see _scope.CREDENTIAL_HEADERS).
+        "HTTP_X_FC_ACCESS_KEY_ID",
+        "HTTP_X_FC_ACCESS_KEY_SECRET",
+        "HTTP_X_FC_SECURITY_TOKEN",
+    }
+)
 FC_DEFAULT_TYPE = "application/octet-stream"  # what FC's runtime sets when a request has none
 FC_DEFAULT_HEADER = (b"content-type", FC_DEFAULT_TYPE.encode())
 
@@ -52,10 +63,15 @@ def _environment_http_variables() -> dict[str, str]:
     return _os_http_variables
 
 
-def parse_environ(
-    environ: WSGIEnviron, *, root_path: str | None, scheme: str, limits: Limits
-) -> tuple[HTTPScope, bytes] | Rejection:
+def is_fc(environ: WSGIEnviron) -> bool:
+    """Whether FC's runtime made the environ (else a plain PEP 3333 server did)."""
+    return "fc.request_uri" in environ or "fc.context" in environ
+
+
+def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, bytes] | Rejection:
     """Build the ASGI scope and read the body of the request ``environ`` describes."""
+    root_path = options.root_path
+    limits = options.limits
     method = environ.get("REQUEST_METHOD")
     if not method:
         return bad_request("The WSGI environ has no REQUEST_METHOD.")
@@ -114,14 +130,18 @@ def parse_environ(
     remote = environ.get("REMOTE_ADDR")
     server_name = environ.get("SERVER_NAME")
     server_port = environ.get("SERVER_PORT")
+    forwarded = options.forwarded
+    reported = (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None
     scope = http_scope(
         method=method,
-        scheme=choose_scheme(headers, scheme, environ.get("wsgi.url_scheme") or "http"),
+        scheme=choose_scheme(
+            headers, options.scheme, environ.get("wsgi.url_scheme") or "http", forwarded
+        ),
         protocol=environ.get("SERVER_PROTOCOL"),
         paths=(root, path, raw_path),
         query=query,
         headers=headers,
-        client=(remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None,
+        client=choose_client(headers, reported, forwarded) if forwarded else reported,
         server=(server_name, int(server_port) if server_port else None) if server_name else None,
         context=environ.get("fc.context"),
         uri=uri if uri is not None else "",
@@ -187,16 +207,10 @@ def write_response(
     FC ignores it and serves the response, other servers and test clients may re-raise it.
     """
     status = STATUS_LINES.get(response.status) or f"{response.status} Unknown"
-    if "fc.request_uri" not in environ:
-        headers = [
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers
-        ]
-    else:
-        # FC turns these strings back into bytes as UTF-8 (see the module docstring).
-        try:
-            headers = [(name.decode(), value.decode()) for name, value in response.headers]
-        except UnicodeDecodeError:
-            headers = [(header_text(n), header_text(v)) for n, v in response.headers]
+    # FC turns header strings back into bytes as UTF-8 (see the module docstring), and the
+    # bridge only lets UTF-8 values through to it; PEP 3333 servers encode them as Latin-1.
+    encoding = "utf-8" if is_fc(environ) else "latin-1"
+    headers = [(name.decode(encoding), value.decode(encoding)) for name, value in response.headers]
     error = response.error
     if error is None:
         start_response(status, headers)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from fc_bridge import Bridge
-from fc_bridge._emulator import Invocation, RuntimeResponse, call_wsgi, wsgi_environ
 from fc_bridge._loop import SharedLoop, shared_loop
 from fc_bridge._types import Receive, Send
+from fc_bridge.local.emulator import Invocation, RuntimeResponse, call_wsgi, wsgi_environ
 
 PREFIX = "/2016-08-15/proxy/svc/fn"
 SECRET = "S3cr3t-access-key-secret-canary"

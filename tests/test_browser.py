@@ -16,6 +16,7 @@ import pytest
 
 from examples.fastapi_app import main
 from fc_bridge import Bridge
+from fc_bridge.local import asgi_app
 
 from .conftest import PREFIX, running_server
 
@@ -56,7 +57,7 @@ def rendered_dom(url: str, profile: Path) -> str:
 
 
 def test_swagger_ui_renders_the_examples_operations_under_the_prefix(tmp_path: Path) -> None:
-    with running_server(Bridge(main.app).local("fc2", prefix=PREFIX)) as url:
+    with running_server(asgi_app(Bridge(main.app), "fc2", prefix=PREFIX)) as url:
         dom = rendered_dom(f"{url}{PREFIX}/docs", tmp_path / "profile")
     paths = set(re.findall(r'class="opblock-summary-path"[^>]*data-path="([^"]+)"', dom))
     assert {"/items/{item_id}", "/items", "/upload", "/login", "/stream"} <= paths

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fc_bridge.cli import main
+from fc_bridge.local.cli import main
 
 from . import apps
 from .conftest import PREFIX, free_port, wait_for_http
@@ -176,7 +176,7 @@ def test_invoke_web_mode_under_a_prefix() -> None:
 
 
 def test_invoke_an_event_file(tmp_path: Path) -> None:
-    from fc_bridge._emulator import Invocation, http_event
+    from fc_bridge.local.emulator import Invocation, http_event
 
     event = tmp_path / "event.json"
     event.write_bytes(http_event(Invocation("GET", "/hello?x=1", [("Host", "a.fcapp.run")])))
@@ -211,7 +211,10 @@ def test_context_options_reach_the_app(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_python_dash_m_runs_the_cli() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "fc_bridge", "--version"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "fc_bridge.local", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.stdout.startswith("fc-bridge ")
 
@@ -220,7 +223,7 @@ def test_load_bridge_in_process_and_its_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fc_bridge import Bridge, TargetError
-    from fc_bridge._target import load_bridge
+    from fc_bridge.local.target import load_bridge
 
     assert load_bridge("tests.apps:handler") is apps.handler
     assert isinstance(load_bridge("tests.apps:app"), Bridge)  # "" is on sys.path by now
@@ -252,8 +255,8 @@ def test_an_address_that_cannot_be_bound_is_one_line(capsys: pytest.CaptureFixtu
 
 
 def test_reload_rebuilds_the_front_end_from_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fc_bridge._frontend import EmulatedFC
-    from fc_bridge.cli import RELOAD_OPTIONS, reloaded_app
+    from fc_bridge.local.cli import RELOAD_OPTIONS, reloaded_app
+    from fc_bridge.local.frontend import EmulatedFC
 
     options = {
         "target": "tests.apps:app",
@@ -287,8 +290,8 @@ def test_serve_hands_uvicorn_the_front_end_and_fcs_options(
 ) -> None:
     import uvicorn
 
-    from fc_bridge._frontend import EmulatedFC
-    from fc_bridge.cli import RELOAD_OPTIONS
+    from fc_bridge.local.cli import RELOAD_OPTIONS
+    from fc_bridge.local.frontend import EmulatedFC
 
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
@@ -301,7 +304,7 @@ def test_serve_hands_uvicorn_the_front_end_and_fcs_options(
     assert options["lifespan"] == "on"  # the front end runs FC's initializer and pre_stop
     assert options["server_header"] is False  # FC sends its own
     if reload:
-        assert app == "fc_bridge.cli:reloaded_app"
+        assert app == "fc_bridge.local.cli:reloaded_app"
         assert (options["factory"], options["reload"]) == (True, True)
         assert json.loads(os.environ[RELOAD_OPTIONS])["concurrency"] == 2
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fc_bridge._emulator import call_wsgi
+from fc_bridge.local.emulator import call_wsgi
 
 from .conftest import PREFIX, FCContext, fc_environ
 

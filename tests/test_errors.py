@@ -15,9 +15,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from fc_bridge import Bridge
-from fc_bridge._emulator import RuntimeResponse, call_wsgi
 from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Receive, Scope, Send
+from fc_bridge.local.emulator import RuntimeResponse, call_wsgi
 
 from .conftest import SECRET, FCContext, fc_call, fc_environ
 
@@ -130,10 +130,10 @@ def test_exception_mid_body_answers_500_not_a_truncated_body(loop: SharedLoop) -
 @pytest.mark.parametrize(
     ("messages", "log"),
     [
-        ([], "ASGI app returned without starting a response [request_id=req-1]"),
+        ([], "ASGI callable returned without starting response [request_id=req-1]."),
         (
             [{"type": "http.response.start", "status": 200, "headers": []}],
-            "ASGI app returned without completing the response [request_id=req-1]",
+            "ASGI callable returned without completing response [request_id=req-1].",
         ),
     ],
 )
@@ -162,7 +162,7 @@ def test_app_that_returns_early_gets_a_500(
                 {"type": "http.response.start", "status": 200},
                 {"type": "http.response.start", "status": 200},
             ],
-            "Unexpected ASGI message 'http.response.start' sent while sending the body.",
+            "Expected ASGI message 'http.response.body', but got 'http.response.start'.",
         ),
         (
             [
@@ -170,7 +170,7 @@ def test_app_that_returns_early_gets_a_500(
                 {"type": "http.response.body"},
                 {"type": "http.response.body", "body": b"late"},
             ],
-            "Unexpected ASGI message 'http.response.body' sent after the response completed.",
+            "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
         ),
     ],
 )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from examples.fastapi_app import main
-from fc_bridge._emulator import Invocation, RuntimeResponse, call_event, http_event
+from fc_bridge.local.emulator import Invocation, RuntimeResponse, call_event, http_event
 
 from .conftest import PREFIX, FCContext, fc_call
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from fc_bridge import Bridge
-from fc_bridge._frontend import asgi_request
 from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Message, Receive, Scope, Send
+from fc_bridge.local import asgi_app
+from fc_bridge.local.frontend import asgi_request
 
 from . import apps
 
@@ -49,7 +50,7 @@ def talk(app: Any, scope: dict[str, Any], incoming: list[Message]) -> list[Messa
 
 @pytest.mark.parametrize("mode", ["fc2", "web"])
 def test_a_client_gone_mid_upload_invokes_nothing(loop: SharedLoop, mode: str) -> None:
-    front = Bridge(apps.app, lifespan="off", loop=loop).local(mode)
+    front = asgi_app(Bridge(apps.app, lifespan="off", loop=loop), mode)
     incoming: list[Message] = [
         {"type": "http.request", "body": b"part", "more_body": True},
         {"type": "http.disconnect"},
@@ -60,7 +61,7 @@ def test_a_client_gone_mid_upload_invokes_nothing(loop: SharedLoop, mode: str) -
 def test_shutdown_waits_for_async_invocations_and_reports_a_failed_pre_stop(
     loop: SharedLoop,
 ) -> None:
-    front = Bridge(apps.stops_badly, loop=loop).local("fc2")
+    front = asgi_app(Bridge(apps.stops_badly, loop=loop), "fc2")
     done: list[str] = []
 
     def slow_invocation() -> None:
@@ -77,7 +78,7 @@ def test_shutdown_waits_for_async_invocations_and_reports_a_failed_pre_stop(
             message = incoming.pop(0)
             if message["type"] == "lifespan.shutdown":
                 future = asyncio.get_running_loop().run_in_executor(None, slow_invocation)
-                front._background.add(future)  # type: ignore[attr-defined]
+                front._background.add(future)
             return message
 
         async def send(message: Message) -> None:
@@ -99,7 +100,7 @@ def test_web_mode_passes_websockets_to_the_app(loop: SharedLoop) -> None:
         seen.append(scope["type"])
         await send({"type": "websocket.close", "code": 1000})
 
-    sent = talk(Bridge(app, loop=loop).local("web"), {"type": "websocket"}, [])
+    sent = talk(asgi_app(Bridge(app, loop=loop), "web"), {"type": "websocket"}, [])
     assert (seen, sent) == (["websocket"], [{"type": "websocket.close", "code": 1000}])
 
 
@@ -112,7 +113,7 @@ def test_web_mode_exception_after_the_response_started_sends_nothing_more(
         raise RuntimeError("midway")
 
     sent = talk(
-        Bridge(app, lifespan="off", loop=loop).local("web"),
+        asgi_app(Bridge(app, lifespan="off", loop=loop), "web"),
         http_scope(),
         [{"type": "http.request", "body": b"", "more_body": False}],
     )
@@ -142,6 +143,6 @@ def test_web_mode_exception_before_the_response_is_a_500(loop: SharedLoop) -> No
         raise RuntimeError("before anything")
 
     request: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
-    sent = talk(Bridge(app, lifespan="off", loop=loop).local("web"), http_scope(), request)
+    sent = talk(asgi_app(Bridge(app, lifespan="off", loop=loop), "web"), http_scope(), request)
     assert sent[0]["status"] == 500
     assert sent[1]["body"] == b"Internal Server Error"

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fc_bridge import Bridge, ConfigError, Limits
+from fc_bridge import Bridge, ConfigError, Limits, WebFunction
 from fc_bridge._loop import SharedLoop
+from fc_bridge.local import asgi_app
 
 from . import apps
 from .conftest import PREFIX, running_server
@@ -31,7 +32,7 @@ def events(path: Path) -> list[str]:
 
 @pytest.fixture
 def fc2(loop: SharedLoop) -> Iterator[str]:
-    with running_server(Bridge(apps.app, loop=loop).local("fc2", prefix=PREFIX)) as url:
+    with running_server(asgi_app(Bridge(apps.app, loop=loop), "fc2", prefix=PREFIX)) as url:
         yield url + PREFIX
 
 
@@ -97,7 +98,7 @@ def test_fc2_request_target_boundary(fc2: str) -> None:
 
 def test_fc2_body_limits_stop_reading_at_the_boundary(loop: SharedLoop) -> None:
     limits = Limits(request_body=1000, async_request_body=100)
-    with running_server(Bridge(apps.app, limits=limits, loop=loop).local("fc2")) as url:
+    with running_server(asgi_app(Bridge(apps.app, limits=limits, loop=loop), "fc2")) as url:
         assert httpx.post(url + "/echo", content=b"x" * 1000).text == "1000"
         over = httpx.post(url + "/echo", content=b"x" * 1001)
         assert (over.status_code, over.json()["ErrorCode"]) == (400, "InvalidArgument")
@@ -136,7 +137,7 @@ def test_fc2_docs_and_openapi_under_the_prefix() -> None:
     from examples.fastapi_app import main
 
     # A bridge of its own: stopping this server must not stop the example module's handler.
-    with running_server(Bridge(main.app).local("fc2", prefix=PREFIX)) as url:
+    with running_server(asgi_app(Bridge(main.app), "fc2", prefix=PREFIX)) as url:
         page = httpx.get(url + PREFIX + "/docs")
         spec = httpx.get(url + PREFIX + "/openapi.json")
     assert page.status_code == 200
@@ -150,7 +151,7 @@ def test_fc2_concurrency_is_fcs_instance_concurrency(
     loop: SharedLoop, concurrency: int, peak: int
 ) -> None:
     apps.in_flight = apps.InFlight()
-    front = Bridge(apps.app, loop=loop).local("fc2", concurrency=concurrency)
+    front = asgi_app(Bridge(apps.app, loop=loop), "fc2", concurrency=concurrency)
     # Four requests at once, each waiting in the app (up to 1 s) until four are in flight:
     # FC's instance concurrency decides how many get in together.
     with running_server(front) as url, httpx.Client(timeout=30) as client:
@@ -161,7 +162,7 @@ def test_fc2_concurrency_is_fcs_instance_concurrency(
 
 
 def test_fc3_serves_the_app_through_events(loop: SharedLoop) -> None:
-    with running_server(Bridge(apps.app, loop=loop).local("fc3")) as url:
+    with running_server(asgi_app(Bridge(apps.app, loop=loop), "fc3")) as url:
         hello = httpx.get(url + "/hello")
         cookies = httpx.get(url + "/cookies")
         binary = httpx.get(url + "/binary")
@@ -174,14 +175,14 @@ def test_fc3_serves_the_app_through_events(loop: SharedLoop) -> None:
 
 
 def test_initializer_failure_stops_the_server_loudly(loop: SharedLoop) -> None:
-    front = Bridge(apps.broken, lifespan="on", loop=loop).local("fc2")
+    front = asgi_app(Bridge(apps.broken, lifespan="on", loop=loop), "fc2")
     with pytest.raises(RuntimeError, match=r"uvicorn did not start \(exit code \[3\]\)"):
         with running_server(front):
             pass  # never reached: the server does not start
 
 
 def test_websockets_are_refused_like_fc(loop: SharedLoop) -> None:
-    front = Bridge(apps.app, loop=loop).local("fc2")
+    front = asgi_app(Bridge(apps.app, loop=loop), "fc2")
     sent: list[Any] = []
 
     async def send(message: Any) -> None:
@@ -202,11 +203,11 @@ def test_websockets_are_refused_like_fc(loop: SharedLoop) -> None:
 def test_local_options_are_validated(loop: SharedLoop) -> None:
     handler = Bridge(apps.app, loop=loop)
     with pytest.raises(ConfigError, match=r'mode must be "fc2", "fc3" or "web", got .fc4.'):
-        handler.local("fc4")
+        asgi_app(handler, "fc4")
     with pytest.raises(ConfigError, match="concurrency must be an int from 1 to 100, got 0"):
-        handler.local("fc2", concurrency=0)
-    with pytest.raises(ConfigError, match="prefix 'api/' must start with"):
-        handler.local("fc2", prefix="api/")
+        asgi_app(handler, "fc2", concurrency=0)
+    with pytest.raises(ConfigError, match="prefix 'api/' must be None or a path starting with"):
+        asgi_app(handler, "fc2", prefix="api/")
 
 
 # --- web mode: FC's custom runtime ------------------------------------------------------------
@@ -224,7 +225,8 @@ FC_HEADERS = {
 
 @pytest.fixture
 def web() -> Iterator[str]:
-    with running_server(Bridge(apps.app).local("web")) as url:
+    # The deployed web function, as FC's gateway reaches it (with FC's x-fc-* headers).
+    with running_server(WebFunction(Bridge(apps.app))) as url:
         yield url
 
 
@@ -268,7 +270,7 @@ def test_web_limits_and_errors_match_the_other_modes(web: str) -> None:
 
 
 def test_web_response_body_limit_holds_the_response_back(loop: SharedLoop) -> None:
-    front = Bridge(apps.app, limits=Limits(response_body=10), loop=loop).local("web")
+    front = asgi_app(Bridge(apps.app, limits=Limits(response_body=10), loop=loop), "web")
     with running_server(front) as url:
         assert httpx.get(url + "/stream").status_code == 502
         small = httpx.get(url + "/cookies")
@@ -276,7 +278,7 @@ def test_web_response_body_limit_holds_the_response_back(loop: SharedLoop) -> No
 
 
 def test_web_initializer_failure_is_a_500_and_every_request_too(loop: SharedLoop) -> None:
-    with running_server(Bridge(apps.broken, loop=loop).local("web")) as url:
+    with running_server(asgi_app(Bridge(apps.broken, loop=loop), "web")) as url:
         initialized = httpx.post(url + "/initialize")
         request = httpx.get(url + "/")
     assert initialized.status_code == 500
@@ -285,8 +287,8 @@ def test_web_initializer_failure_is_a_500_and_every_request_too(loop: SharedLoop
 
 
 def test_uvicorn_runs_handler_local_directly(loop: SharedLoop) -> None:
-    # What "uvicorn main:local_app" does with local_app = handler.local().
-    local_app = Bridge(apps.app, loop=loop).local()
+    # What "uvicorn main:local_app" does with local_app = asgi_app(handler).
+    local_app = asgi_app(Bridge(apps.app, loop=loop))
     with running_server(local_app) as url:
         assert httpx.get(url + "/hello").json()["state"] == "resource"
         assert httpx.get(url + "/binary").content == bytes(range(256))

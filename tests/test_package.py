@@ -36,7 +36,7 @@ def test_import_does_not_load_the_local_tooling() -> None:
         "import sys, fc_bridge; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'uvicorn', 'httpx', 'starlette', 'fastapi', 'anyio', 'click', 'h11'} "
-        "or m in {'fc_bridge._emulator', 'fc_bridge.cli'}))"
+        "or m in {'fc_bridge.local.emulator', 'fc_bridge.local.cli'}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

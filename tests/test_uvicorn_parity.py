@@ -15,6 +15,7 @@ import pytest
 from examples.fastapi_app import main
 from fc_bridge import Bridge
 from fc_bridge._types import Receive, Scope, Send
+from fc_bridge.local import asgi_app
 
 from .conftest import PREFIX, plain_lifespan, running_server
 
@@ -34,7 +35,7 @@ async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[str, str]]:
     with running_server(recorder, root_path=PREFIX) as plain:
-        with running_server(Bridge(recorder).local("fc2", prefix=PREFIX)) as bridged:
+        with running_server(asgi_app(Bridge(recorder), "fc2", prefix=PREFIX)) as bridged:
             yield plain, bridged + PREFIX
 
 
@@ -74,7 +75,7 @@ def test_the_app_sees_the_same_request(
 @pytest.fixture(scope="module")
 def example() -> Iterator[tuple[str, str]]:
     with running_server(main.app, root_path=PREFIX) as plain:
-        with running_server(Bridge(main.app).local("fc2", prefix=PREFIX)) as bridged:
+        with running_server(asgi_app(Bridge(main.app), "fc2", prefix=PREFIX)) as bridged:
             yield plain, bridged + PREFIX
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-import fc_bridge._http
+import fc_bridge._headers
 from fc_bridge import Bridge
 from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Receive, Scope, Send
@@ -39,7 +40,7 @@ def respond(status: int, headers: list[tuple[bytes, bytes]], *chunks: bytes) -> 
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fc_bridge._http, "_warned", set())
+    monkeypatch.setattr(fc_bridge._headers, "_warned", set())
 
 
 def start_response_recorder() -> tuple[list[Any], Any]:
@@ -96,15 +97,26 @@ def test_status_reason_phrases(loop: SharedLoop, status: int, line: str) -> None
 
 
 def test_utf8_header_values_reach_fc_intact(loop: SharedLoop) -> None:
-    disposition = "attachment; filename*=UTF-8''Zoë.txt; name=\"东京\""
+    disposition = "inline; filename*=UTF-8''Zoë.txt; name=\"东京\""
     app = respond(200, [(b"content-disposition", disposition.encode())], b"x")
     response = fc_call(Bridge(app, loop=loop))
     assert response.header("content-disposition") == disposition
 
 
-def test_header_bytes_that_are_not_utf8_fall_back_to_latin1(loop: SharedLoop) -> None:
+def test_header_bytes_that_are_not_utf8_are_refused_with_fcs_502(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    # FC carries header values as text: Latin-1 bytes would reach the client re-encoded.
     app = respond(200, [(b"x-legacy", b"caf\xe9")], b"x")
-    assert fc_call(Bridge(app, loop=loop)).header("x-legacy") == "café"
+    with caplog.at_level(logging.ERROR):
+        response = fc_call(Bridge(app, loop=loop))
+    assert response.status == 502
+    assert json.loads(response.body)["ErrorCode"] == "BadResponse"
+    assert [r.getMessage() for r in caplog.records] == [
+        "Answering 502 [request_id=req-1]: The app's response header b'x-legacy' has a value "
+        "that is not UTF-8, which FC cannot carry."
+    ]
+    assert "caf" not in caplog.text  # the value itself is never echoed
 
 
 def test_background_task_finishes_before_the_response_is_returned(loop: SharedLoop) -> None:
@@ -191,17 +203,14 @@ def test_reserved_headers_are_dropped_with_one_warning_per_name(
     ]
 
 
-def test_a_wrong_content_length_is_dropped_with_a_warning(
+def test_content_length_is_fcs_to_set_from_the_body(
     loop: SharedLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = respond(200, [(b"content-length", b"99")], b"ok")
     with caplog.at_level(logging.WARNING, logger="fc_bridge.http"):
         response = fc_call(Bridge(app, loop=loop))
     assert (response.headers, response.body) == ({}, b"ok")
-    assert [r.getMessage() for r in caplog.records] == [
-        "Dropped response header 'content-length': FC does not let functions set it "
-        "(warned once per process)."
-    ]
+    assert caplog.records == []  # quietly: FC computes it from the body it gets
 
 
 def test_memoryview_chunks_become_bytes(loop: SharedLoop) -> None:

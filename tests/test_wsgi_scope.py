@@ -189,20 +189,49 @@ def test_a_client_header_equal_to_nothing_in_the_environment_is_kept(
 
 
 @pytest.mark.parametrize(
-    ("option", "forwarded", "expected"),
+    ("option", "hops", "forwarded", "expected"),
     [
-        ("auto", None, "http"),
-        ("auto", "https", "https"),
-        ("auto", "HTTPS, http", "https"),
-        ("auto", "gopher", "http"),
-        ("https", None, "https"),
-        ("http", "https", "http"),
+        ("auto", 0, None, "http"),
+        # A client's X-Forwarded-Proto is not trusted unless proxies are declared.
+        ("auto", 0, "https", "http"),
+        ("auto", 1, "https", "https"),
+        # The right-most value is the trusted proxy's; what is left of it, the client's.
+        ("auto", 1, "https, http", "http"),
+        ("auto", 2, "https, http", "https"),
+        ("auto", 3, "https, http", "http"),  # fewer values than proxies: FC's report
+        ("auto", 1, "gopher", "http"),
+        ("https", 0, None, "https"),
+        ("http", 1, "https", "http"),
     ],
 )
-def test_scheme(loop: SharedLoop, option: str, forwarded: str | None, expected: str) -> None:
+def test_scheme(
+    loop: SharedLoop, option: str, hops: int, forwarded: str | None, expected: str
+) -> None:
     headers = [("X-Forwarded-Proto", forwarded)] if forwarded else []
-    fc_call(Bridge(recorder, scheme=option, loop=loop), "GET", "/", headers)
+    fc_call(Bridge(recorder, scheme=option, forwarded=hops, loop=loop), "GET", "/", headers)
     assert seen[0]["scope"]["scheme"] == expected
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded", "expected"),
+    [
+        (0, "203.0.113.7", "198.51.100.1"),
+        (1, "203.0.113.7", "203.0.113.7"),
+        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),
+        (2, "6.6.6.6, 203.0.113.7", "6.6.6.6"),
+    ],
+)
+def test_client_comes_from_fc_unless_proxies_are_trusted(
+    loop: SharedLoop, hops: int, forwarded: str, expected: str
+) -> None:
+    handler = Bridge(recorder, forwarded=hops, loop=loop)
+    fc_call(handler, "GET", "/", [("X-Forwarded-For", forwarded)], client_ip="198.51.100.1")
+    assert seen[0]["scope"]["client"][0] == expected
+
+
+def test_forwarded_option_is_validated() -> None:
+    with pytest.raises(ConfigError, match="forwarded must be the number of proxies to trust"):
+        Bridge(recorder, forwarded=-1)
 
 
 def test_scheme_option_is_validated() -> None:

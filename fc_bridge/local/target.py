@@ -7,8 +7,8 @@ import inspect
 import sys
 from typing import Any
 
-from ._bridge import Bridge
-from ._errors import TargetError
+from .._bridge import Bridge
+from .._errors import TargetError
 
 
 def load_bridge(spec: str) -> Bridge:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ._event import as_text
-from ._urls import FC_PREFIX, decode_path
+from .._event import as_text
+from .._urls import FC_PREFIX, decode_path
 
 WSGIHandler = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes | str]]
 

@@ -10,11 +10,17 @@ exercised locally is the deployed one.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._emulator import (
+from .._context import Credentials, FunctionInfo, make_context
+from .._errors import ConfigError
+from .._limits import Rejection, bad_request, is_async_invocation
+from .._options import check_path_prefix
+from .._web import WebFunction, read_body, send_rejection, target_of
+from .emulator import (
     Invocation,
     RuntimeResponse,
     call_event,
@@ -22,56 +28,40 @@ from ._emulator import (
     http_event,
     wsgi_environ,
 )
-from ._errors import ConfigError
-from ._limits import Limits, Rejection, is_async_invocation
-from ._local_context import FunctionInfo, make_context
 
 if TYPE_CHECKING:
-    from ._bridge import Bridge
-    from ._types import Headers, Message, Receive, Scope, Send
+    from .._bridge import Bridge
+    from .._types import Headers, Message, Receive, Scope, Send
 
 MODES = ("fc2", "fc3", "web")
+# x-fc-* request headers a client may send to FC; FC refuses the others, which it sets itself.
+CLIENT_FC_HEADERS = frozenset(
+    {b"x-fc-invocation-type", b"x-fc-log-type", b"x-fc-stateful-async-invocation-id"}
+)
 
 
-async def read_body(
-    receive: Receive, headers: Headers, limits: Limits, target: int
-) -> bytes | Rejection | None:
-    """The whole request body, FC's 400 as soon as the request is over a limit, or None if
-    the client went away first (FC's gateway then never invokes the function).
-
-    Reading stops at the limit, so an oversized upload is never held in memory.
-    """
-    is_async = is_async_invocation(headers)
-    limit = limits.async_request_body if is_async else limits.request_body
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":  # http.disconnect
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if limit is not None and size > limit:
-            break
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    rejection = limits.check_request(target, headers, size, is_async=is_async)
-    return rejection if rejection is not None else b"".join(chunks)
+def check_concurrency(concurrency: object) -> int:
+    if type(concurrency) is not int or not 1 <= concurrency <= 100:
+        raise ConfigError(f"concurrency must be an int from 1 to 100, got {concurrency!r}.")
+    return concurrency
 
 
-async def send_rejection(send: Send, rejection: Rejection, extra: Headers | None = None) -> None:
-    body = rejection.body()
-    headers = [*rejection.headers(), (b"content-length", b"%d" % len(body)), *(extra or [])]
-    await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def refused_fc_header(headers: Headers) -> Rejection | None:
+    """FC's 400 for a client that sends one of FC's own ``x-fc-*`` request headers."""
+    for name, _ in headers:
+        if name.startswith(b"x-fc-") and name not in CLIENT_FC_HEADERS:
+            return bad_request(
+                f"The request header {name.decode('latin-1')!r} is FC's own; "
+                "clients may not send it."
+            )
+    return None
 
 
-def target_of(scope: Scope) -> str:
-    """The request target as the client sent it: raw path, then ``?`` and the query."""
-    raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    query: bytes = scope.get("query_string", b"")
-    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+def _outside(path: str, prefix: str) -> Rejection | None:
+    if prefix and not (path == prefix or path.startswith(prefix + "/")):
+        message = f"The path {path!r} is not under the function's URL {prefix}/."
+        return Rejection(404, "PathNotFound", message)
+    return None
 
 
 class EmulatedFC:
@@ -86,14 +76,10 @@ class EmulatedFC:
         prefix: str | None = None,
         function: FunctionInfo | None = None,
     ) -> None:
-        if type(concurrency) is not int or not 1 <= concurrency <= 100:
-            raise ConfigError(f"concurrency must be an int from 1 to 100, got {concurrency!r}.")
-        if prefix is not None and (not prefix.startswith("/") or prefix.endswith("/")):
-            raise ConfigError(f'prefix {prefix!r} must start with "/" and not end with one.')
         self.bridge = bridge
         self.mode = mode
-        self.concurrency = concurrency
-        self.prefix = prefix or ""
+        self.concurrency = check_concurrency(concurrency)
+        self.prefix = check_path_prefix(prefix, "prefix") or ""
         self.function = function or FunctionInfo.from_env()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"fc-{mode}")
         self._background: set[asyncio.Future[Any]] = set()
@@ -137,9 +123,10 @@ class EmulatedFC:
         path = target.partition("?")[0]
         context = self.context()
         rid = (b"x-fc-request-id", context.request_id.encode())
-        if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
-            message = f"The path {path!r} is not under the function's URL {self.prefix}/."
-            await send_rejection(send, Rejection(404, "PathNotFound", message), [rid])
+        rejection = _outside(path, self.prefix) or refused_fc_header(headers)
+        if rejection is not None:
+            rejection.log(context.request_id)
+            await send_rejection(send, rejection, [rid])
             return
         body = await read_body(receive, headers, self.bridge.limits, len(target.encode()))
         if body is None:
@@ -189,6 +176,119 @@ class EmulatedFC:
         headers += [rid, (b"content-length", b"%d" % len(response.body))]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+class LocalWeb:
+    """A web function served the way FC's gateway serves it: FC's ``x-fc-*`` request headers
+    added, clients' refused, asynchronous invocations answered 202 at once and run after."""
+
+    def __init__(
+        self, handler: Bridge, *, prefix: str | None = None, function: FunctionInfo | None = None
+    ) -> None:
+        self.bridge = handler
+        self.function = function or FunctionInfo.from_env()
+        self.web = WebFunction(handler, function=self.function)
+        self.prefix = check_path_prefix(prefix, "prefix") or ""
+        self.limits = handler.limits
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await self.web(scope, receive, send)
+            return
+        headers: Headers = list(scope["headers"])
+        request_id = str(uuid.uuid4())
+        rid = (b"x-fc-request-id", request_id.encode())
+        path = target_of(scope).partition("?")[0]
+        rejection = _outside(path, self.prefix) or refused_fc_header(headers)
+        if rejection is not None:
+            rejection.log(request_id)
+            await send_rejection(send, rejection, [rid])
+            return
+        fc_scope = {
+            **scope,
+            "headers": headers + fc_headers(self.function, request_id, self.prefix),
+        }
+        if not is_async_invocation(headers):
+            await self.web(fc_scope, receive, _with_header(send, rid))
+            return
+        body = await read_body(receive, headers, self.limits, len(target_of(scope).encode()))
+        if not isinstance(body, bytes):
+            if body is not None:
+                body.log(request_id)
+                await send_rejection(send, body, [rid])
+            return
+        # FC answers an asynchronous invocation at once and runs the function after.
+        task = asyncio.get_running_loop().create_task(self._later(fc_scope, body))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        headers_out = [rid, (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 202, "headers": headers_out})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _later(self, scope: Scope, body: bytes) -> None:
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # nobody is listening: the exchange ends with the app
+            return {"type": "http.disconnect"}  # pragma: no cover
+
+        async def discard(message: Message) -> None:
+            pass
+
+        await self.web(scope, receive, discard)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # The app's startup waits for the first request, as on FC without POST /initialize;
+        # this only makes sure its shutdown runs when the server stops.
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        if self._background:
+            await asyncio.wait(self._background)
+        await self.web.shutdown()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def fc_headers(info: FunctionInfo, request_id: str, prefix: str) -> Headers:
+    """The ``x-fc-*`` headers FC adds to a web function's request (FC_FACTS section 5)."""
+    headers = [
+        (b"x-fc-request-id", request_id.encode()),
+        (b"x-fc-function-name", info.name.encode()),
+        (b"x-fc-function-handler", info.handler.encode()),
+        (b"x-fc-function-memory", str(info.memory).encode()),
+        (b"x-fc-function-timeout", str(info.timeout).encode()),
+        (b"x-fc-region", info.region.encode()),
+        (b"x-fc-account-id", info.account_id.encode()),
+        (b"x-fc-service-name", info.service.encode()),
+        (b"x-fc-qualifier", info.qualifier.encode()),
+    ]
+    if prefix:
+        headers.append((b"x-fc-base-path", prefix.encode()))
+    credentials = Credentials.from_env()
+    if credentials is not None:
+        headers += [
+            (b"x-fc-access-key-id", credentials.access_key_id.encode()),
+            (b"x-fc-access-key-secret", credentials.access_key_secret.encode()),
+            (b"x-fc-security-token", credentials.security_token.encode()),
+        ]
+    return headers
+
+
+def _with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return sender
 
 
 async def asgi_request(

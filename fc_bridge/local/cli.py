@@ -22,13 +22,13 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from ._emulator import Invocation
-from ._errors import FCBridgeError
-from ._frontend import EmulatedFC, asgi_request
-from ._local_context import FunctionInfo
-from ._target import load_bridge
-from ._version import __version__
-from ._web import WebFunction
+from .._context import FunctionInfo
+from .._errors import FCBridgeError
+from .._version import __version__
+from . import asgi_app
+from .emulator import Invocation
+from .frontend import EmulatedFC, LocalWeb, asgi_request
+from .target import load_bridge
 
 logger = logging.getLogger("fc_bridge.cli")
 
@@ -116,8 +116,8 @@ def build(args: argparse.Namespace) -> Any:
     """The ASGI app the server runs: the front end of the chosen mode around TARGET."""
     bridge = load_bridge(args.target)
     concurrency = getattr(args, "concurrency", 1)
-    return bridge.local(
-        args.mode, concurrency=concurrency, prefix=args.prefix, function=_function(args)
+    return asgi_app(
+        bridge, args.mode, concurrency=concurrency, prefix=args.prefix, function=_function(args)
     )
 
 
@@ -131,9 +131,13 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = build(args)  # before binding: a bad TARGET is reported before anything listens
     _check_port(args.host, args.port)
-    bridge_limits = getattr(app, "limits", None) or app.bridge.limits
+    bridge_limits = app.bridge.limits
     where = f"http://{args.host}:{args.port}{args.prefix or ''}/"
-    detail = f"concurrency {args.concurrency}" if args.mode != "web" else "lifespan via /initialize"
+    detail = (
+        f"concurrency {args.concurrency}"
+        if args.mode != "web"
+        else "the app's lifespan starts on POST /initialize or the first request"
+    )
     logger.info(
         "fc-bridge %s serving %s at %s in %s mode (%s); limits: %s",
         __version__,
@@ -152,7 +156,7 @@ def serve(args: argparse.Namespace) -> int:
     }
     if args.reload:  # uvicorn re-imports in a new process: it gets the options from there
         os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
-        uvicorn.run("fc_bridge.cli:reloaded_app", factory=True, reload=True, **options)
+        uvicorn.run("fc_bridge.local.cli:reloaded_app", factory=True, reload=True, **options)
     else:
         uvicorn.run(app, **options)
     return 0
@@ -182,7 +186,7 @@ def invoke(args: argparse.Namespace) -> int:
     headers = [_header(text) for text in args.header]
     body = _body(args.data)
     target = (args.prefix or "") + args.path
-    if isinstance(app, WebFunction):
+    if isinstance(app, LocalWeb):
         status, raw_headers, data = asyncio.run(
             _web_invoke(app, args.method, target, headers, body)
         )
@@ -211,12 +215,12 @@ def invoke(args: argparse.Namespace) -> int:
 
 
 async def _web_invoke(
-    app: WebFunction, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    app: LocalWeb, method: str, target: str, headers: list[tuple[str, str]], body: bytes
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     try:
         return await asgi_request(app, method, target, headers, body)
     finally:
-        await app.lifespan.shutdown()
+        await app.web.shutdown()
 
 
 def _header(text: str) -> tuple[str, str]:

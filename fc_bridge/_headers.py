@@ -1,0 +1,160 @@
+"""Response headers: what an app may send, and which of them FC keeps for itself.
+
+Every path checks the app's ``http.response.start`` here, before anything reaches FC or a
+client. A header that would split the response (CR or LF in a value, a name that is not an HTTP
+token) or that is not bytes refuses the whole response with FC's 502: passing it on would let
+whoever controls a header value write headers of their own. The rules are uvicorn's, so an app
+that runs under uvicorn runs here.
+
+Which headers FC reserves depends on how the function is called (README, "Reserved headers"):
+
+- FC's built-in runtimes (``handler(environ, start_response)``, ``handler(event, context)``):
+  ``x-fc-*`` and the framing headers FC sets itself (``connection``, ``content-length``,
+  ``date``, ``keep-alive``, ``server``), plus ``content-disposition: attachment``, which FC
+  refuses on its default domain. They are dropped, with one warning per name and process.
+- A web function (custom runtime): the HTTP server frames the response, so only ``x-fc-*`` and
+  the hop-by-hop headers are dropped; ``x-fc-status`` passes, FC reads it.
+- A plain WSGI server (neither FC's environ keys nor a context): only hop-by-hop headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from ._limits import Limits, Rejection, bad_response
+
+if TYPE_CHECKING:
+    from ._types import Headers
+
+logger = logging.getLogger("fc_bridge.http")
+
+# uvicorn's rules (protocols/http/httptools_impl.py): a name is an RFC 9110 token, a value has
+# no control character but HTAB.
+_BAD_NAME = re.compile(rb'[\x00-\x20\x7f-\xff()<>@,;:\[\]={}\\"/?]')
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
+)
+FC_BUILTIN = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+# The server frames the response and says who it is: the app's Content-Length passes (it
+# matters for HEAD and for downloads), its Date and Server do not.
+WEB = HOP_BY_HOP | {b"date", b"server"}
+
+_warned: set[bytes] = set()
+
+
+class Policy:
+    """Which response headers one serving path passes on."""
+
+    __slots__ = ("attachment", "fc_headers", "names", "passed", "utf8")
+
+    def __init__(
+        self,
+        names: frozenset[bytes],
+        *,
+        fc_headers: bool,
+        attachment: bool,
+        utf8: bool,
+        passed: frozenset[bytes] = frozenset(),
+    ) -> None:
+        self.names = names  # dropped outright
+        self.fc_headers = fc_headers  # x-fc-* dropped too
+        self.attachment = attachment  # content-disposition: attachment dropped
+        self.utf8 = utf8  # values must be UTF-8: FC carries them as text
+        self.passed = passed  # x-fc-* names that pass all the same
+
+
+BUILTIN = Policy(FC_BUILTIN, fc_headers=True, attachment=True, utf8=True)
+WEB_FUNCTION = Policy(
+    WEB, fc_headers=True, attachment=False, utf8=False, passed=frozenset({b"x-fc-status"})
+)
+PLAIN = Policy(HOP_BY_HOP, fc_headers=False, attachment=False, utf8=False)
+
+
+def check_status(status: object) -> Rejection | None:
+    """FC's 502 for a status that is not an int from 100 to 599, else None."""
+    if type(status) is int and 100 <= status <= 599:
+        return None
+    return bad_response(f"The app's response status {status!r} is not an int from 100 to 599.")
+
+
+def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
+    """The headers to pass on, or FC's 502 naming the first bad header (never its value)."""
+    headers: Headers = []
+    size = 0
+    try:
+        pairs = list(raw)  # type: ignore[call-overload]
+    except TypeError:
+        return bad_response(f"The app's response headers are {type(raw).__name__}, not a list.")
+    for index, pair in enumerate(pairs):
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            return bad_response(f"Response header {index} is not a (name, value) pair.")
+        problem = _problem(name, value, policy.utf8)
+        if problem is not None:
+            shown = repr(name) if type(name) is bytes else f"number {index}"
+            return bad_response(f"The app's response header {shown} {problem}.")
+        key = name.lower()
+        if _reserved(key, value, policy):
+            continue
+        headers.append((name, value))
+        size += len(name) + len(value)
+    rejection = limits.check_response_headers(size)
+    return headers if rejection is None else rejection
+
+
+def _problem(name: object, value: object, utf8: bool) -> str | None:
+    if type(name) is not bytes:
+        return f"has a {type(name).__name__} name, not bytes"
+    if type(value) is not bytes:
+        return f"has a {type(value).__name__} value, not bytes"
+    if not name or _BAD_NAME.search(name):
+        return "has a name that is not an HTTP token"
+    if _BAD_VALUE.search(value):
+        return "has a value with a control character (CR, LF or NUL, say)"
+    if utf8 and not value.isascii():
+        try:
+            value.decode()
+        except UnicodeDecodeError:
+            return "has a value that is not UTF-8, which FC cannot carry"
+    return None
+
+
+def _reserved(key: bytes, value: bytes, policy: Policy) -> bool:
+    if key in policy.names:
+        if key != b"content-length":  # FC sets it from the body: the app's is only redundant
+            _warn(key)
+        return True
+    if policy.fc_headers and key.startswith(b"x-fc-") and key not in policy.passed:
+        _warn(key)
+        return True
+    if (
+        policy.attachment
+        and key == b"content-disposition"
+        and value.lower().startswith(b"attachment")
+    ):
+        _warn(key, "content-disposition: attachment")
+        return True
+    return False
+
+
+def _warn(key: bytes, shown: str | None = None) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(
+            "Dropped response header %r: FC does not let functions set it "
+            "(warned once per process).",
+            shown or key.decode("latin-1"),
+        )
