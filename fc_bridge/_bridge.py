@@ -17,7 +17,7 @@ from ._lifespan import Lifespan
 from ._limits import Limits, Rejection, bad_request
 from ._loop import SharedLoop, shared_loop
 from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, Timeout
-from ._wsgi import is_fc, parse_environ, write_response
+from ._wsgi import parse_environ, write_response
 
 if TYPE_CHECKING:
     from ._types import (
@@ -142,19 +142,20 @@ class Bridge:
         """FC 2.0's HTTP handler: serve one request given as a WSGI environ."""
         context = environ.get("fc.context")
         rid = request_id(context, environ.get("HTTP_X_FC_REQUEST_ID"))
+        fc = "fc.request_uri" in environ or "fc.context" in environ  # is_fc, inlined
         try:
             parsed = parse_environ(environ, self.options)
             if isinstance(parsed, Rejection):
                 response = _rejected(parsed, rid)
             else:
                 scope, body = parsed
-                policy = BUILTIN if is_fc(environ) else PLAIN
+                policy = BUILTIN if fc else PLAIN
                 response = self._http.buffered(self._loop, scope, body, rid, context, policy)
         except Exception as exc:
             response = _failed(exc, rid)
         # Outside the try: a PEP 3333 server may re-raise the app's exception from
         # start_response (exc_info), as it is entitled to.
-        return write_response(response, start_response, environ)
+        return write_response(response, start_response, fc)
 
     def event(self, event: object, context: ContextLike) -> Any:
         """FC 3.0's handler: answer an HTTP trigger's event with FC's response dict, and hand

@@ -46,7 +46,10 @@ def field(context: object, *path: str) -> Any:
 
 def request_id(context: object, fallback: object = None) -> str:
     """FC's request id for log lines: the context's, else ``fallback`` (a header), else ``"-"``."""
-    value = field(context, "request_id") or fallback
+    value = getattr(context, "request_id", None)  # FC's own context: the common case first
+    if value is None and isinstance(context, Mapping):
+        value = context.get("request_id")
+    value = value or fallback
     return value if isinstance(value, str) and value else "-"
 
 
@@ -98,10 +101,55 @@ class AppContext(Mapping[str, Any]):
     __str__ = __repr__
 
 
+class RedactedContext:
+    """An attribute context whose own repr would show its fields (a dataclass, say): the same
+    attributes, and a repr that shows none of them."""
+
+    __slots__ = ("_target",)
+    _target: Any
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if value is None or isinstance(value, (str, int, float, bytes)):
+            return value
+        return for_app(value)
+
+    def __repr__(self) -> str:
+        return f"<{type(self._target).__name__} (fields hidden: they may hold credentials)>"
+
+    __str__ = __repr__
+
+
+# Context classes whose repr shows no field (FC's own: object's repr), by type; see for_app.
+PLAIN_REPRS: dict[type, bool] = {}
+
+
 def for_app(context: Any) -> Any:
-    """The context to put in ``scope["fc.context"]``: FC's object as is (its repr shows no
-    secret), a dict wrapped in :class:`AppContext`."""
-    return AppContext(context) if isinstance(context, Mapping) else context
+    """The context to put in ``scope["fc.context"]``: FC's object as is (its repr is
+    ``object``'s, which shows no field), anything whose repr may show fields wrapped."""
+    if context is None:
+        return None
+    if isinstance(context, dict):
+        return AppContext(context)
+    cls = type(context)
+    plain = PLAIN_REPRS.get(cls)
+    if plain is None:
+        plain = cls.__repr__ is object.__repr__ or getattr(cls, "_redacted_repr", False)  # type: ignore[comparison-overlap]
+        if len(PLAIN_REPRS) < 64:
+            PLAIN_REPRS[cls] = plain
+    if plain:
+        return context
+    return redacted(context)
+
+
+def redacted(context: object) -> RedactedContext:
+    """``context`` behind a :class:`RedactedContext` (no __init__: this runs per request)."""
+    proxy = _new(RedactedContext)
+    proxy._target = context
+    return proxy
+
+
+_new = object.__new__
 
 
 CREDENTIAL_VARIABLES = (
@@ -167,6 +215,8 @@ class Credentials:
         self.access_key_secret = access_key_secret
         self.security_token = security_token
 
+    _redacted_repr = True
+
     def __repr__(self) -> str:
         return "Credentials(access_key_id=<redacted>, access_key_secret=<redacted>, ...)"
 
@@ -222,6 +272,8 @@ class LocalContext(_Attributes):
     tracing: object  # FC 2.0 only
     log_project: str  # FC 3.0 only
     log_store: str  # FC 3.0 only
+
+    _redacted_repr = True  # for_app passes it as is
 
     def __repr__(self) -> str:
         inner = ", ".join(

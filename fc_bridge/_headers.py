@@ -52,6 +52,7 @@ FC_BUILTIN = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 WEB = HOP_BY_HOP | {b"date", b"server"}
 
 _warned: set[bytes] = set()
+_good_names: set[bytes] = set()
 
 
 class Policy:
@@ -82,10 +83,8 @@ WEB_FUNCTION = Policy(
 PLAIN = Policy(HOP_BY_HOP, fc_headers=False, attachment=False, utf8=False)
 
 
-def check_status(status: object) -> Rejection | None:
-    """FC's 502 for a status that is not an int from 100 to 599, else None."""
-    if type(status) is int and 100 <= status <= 599:
-        return None
+def bad_status(status: object) -> Rejection:
+    """FC's 502 for a status that is not an int from 100 to 599."""
     return bad_response(f"The app's response status {status!r} is not an int from 100 to 599.")
 
 
@@ -93,6 +92,55 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
     """The headers to pass on, or FC's 502 naming the first bad header (never its value)."""
     headers: Headers = []
     size = 0
+    bad_value = _BAD_VALUE.search
+    reserved = policy.names
+    fc_headers = policy.fc_headers
+    utf8 = policy.utf8
+    try:
+        for name, value in raw:  # type: ignore[attr-defined]
+            if (
+                type(name) is not bytes
+                or type(value) is not bytes
+                or (name not in _good_names and not _good_name(name))
+            ):
+                return _refusal(raw, utf8)
+            key = name.lower()
+            if key in reserved:  # dropped: its value goes nowhere, so it need not be checked
+                if key != b"content-length":  # FC sets it from the body: the app's is redundant
+                    _warn(key)
+                continue
+            if bad_value(value) or (utf8 and not value.isascii() and not _is_utf8(value)):
+                return _refusal(raw, utf8)
+            if (fc_headers and key[:5] == b"x-fc-") or key == b"content-disposition":
+                if _reserved(key, value, policy):
+                    continue
+            headers.append((name, value))
+            size += len(name) + len(value)
+    except (TypeError, ValueError):
+        return _refusal(raw, utf8)
+    rejection = limits.check_response_headers(size)
+    return headers if rejection is None else rejection
+
+
+def _good_name(name: bytes) -> bool:
+    """Whether ``name`` is an HTTP token; remembered, as the same few names come every time."""
+    if not name or _BAD_NAME.search(name):
+        return False
+    if len(_good_names) < 1024:
+        _good_names.add(name)
+    return True
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _refusal(raw: object, utf8: bool) -> Rejection:
+    """The 502 for headers ``checked`` found wrong, naming the first bad one and why."""
     try:
         pairs = list(raw)  # type: ignore[call-overload]
     except TypeError:
@@ -102,17 +150,11 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
             name, value = pair
         except (TypeError, ValueError):
             return bad_response(f"Response header {index} is not a (name, value) pair.")
-        problem = _problem(name, value, policy.utf8)
+        problem = _problem(name, value, utf8)
         if problem is not None:
             shown = repr(name) if type(name) is bytes else f"number {index}"
             return bad_response(f"The app's response header {shown} {problem}.")
-        key = name.lower()
-        if _reserved(key, value, policy):
-            continue
-        headers.append((name, value))
-        size += len(name) + len(value)
-    rejection = limits.check_response_headers(size)
-    return headers if rejection is None else rejection
+    raise AssertionError("checked() refused headers that _refusal finds fine")  # pragma: no cover
 
 
 def _problem(name: object, value: object, utf8: bool) -> str | None:
@@ -133,10 +175,7 @@ def _problem(name: object, value: object, utf8: bool) -> str | None:
 
 
 def _reserved(key: bytes, value: bytes, policy: Policy) -> bool:
-    if key in policy.names:
-        if key != b"content-length":  # FC sets it from the body: the app's is only redundant
-            _warn(key)
-        return True
+    """Whether an x-fc-* or Content-Disposition header is FC's: dropped, with a warning."""
     if policy.fc_headers and key.startswith(b"x-fc-") and key not in policy.passed:
         _warn(key)
         return True

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._headers import WEB_FUNCTION, Policy, check_status, checked
+from ._headers import WEB_FUNCTION, Policy, bad_status, checked
 from ._lifespan import Lifespan
 from ._limits import Rejection, timed_out
 from ._loop import Call, SharedLoop, track_spawned_tasks
@@ -75,36 +75,24 @@ class Response:
 
 
 class Exchange(Call):
-    """One request: the app's ``receive`` and ``send``, and what it sent through them."""
+    """One request: the app's ``receive`` and ``send``, and what it sent through them.
 
-    __slots__ = (
-        "_body",
-        "_gone",
-        "_gone_event",
-        "_held",
-        "_server_receive",
-        "_server_send",
-        "_timers",
-        "armed",
-        "chunks",
-        "context",
-        "expired",
-        "handler",
-        "head",
-        "headers",
-        "policy",
-        "refused",
-        "request_id",
-        "returned",
-        "scope",
-        "size",
-        "spawned",
-        "started",
-        "state",
-        "status",
-        "timeout",
-        "unready",
-    )
+    Fields that keep their default in a request that goes well are class attributes, so the
+    common request stores only what it uses.
+    """
+
+    status = 0
+    size = 0
+    refused: Rejection | None = None
+    expired = False
+    unready = False  # lifespan startup failed: answered 500 without running the app
+    returned = False  # the app has returned (or raised)
+    armed = False  # the request waited once: its time bounds are armed
+    error: BaseException | None = None
+    spawned: list[asyncio.Task[Any]] | None = None
+    _gone = False
+    _gone_event: asyncio.Event | None = None
+    _timers: list[asyncio.TimerHandle] | None = None
 
     def __init__(
         self,
@@ -118,7 +106,6 @@ class Exchange(Call):
         server_receive: Receive | None = None,
         server_send: Send | None = None,
     ) -> None:
-        Call.__init__(self)
         self.handler = handler
         self.policy = policy
         self.scope = scope
@@ -127,23 +114,17 @@ class Exchange(Call):
         self.context = context
         self.head = scope["method"] == "HEAD"
         self.state = NEW
-        self.status = 0
         self.headers: Headers = []
         self.chunks: list[bytes] = []
-        self.size = 0
-        self.refused: Rejection | None = None
-        self.expired = False
-        self.returned = False  # the app has returned (or raised)
-        self.unready = False  # lifespan startup failed: answered 500 without running the app
-        self.spawned: list[asyncio.Task[Any]] | None = None
-        self.timeout = handler.options.request_timeout(context)
+        options = handler.options
+        timeout = options.timeout
+        if timeout == "auto":
+            timeout = options.auto_timeout or options.request_timeout(context)
+        self.timeout: float | None = timeout
         self.started = time.monotonic()
-        self._timers: list[asyncio.TimerHandle] = []
-        self.armed = False  # the request waited once: its time bounds are armed
-        self._gone = False
-        self._gone_event: asyncio.Event | None = None
         self._server_receive = server_receive
         self._server_send = server_send
+        self.buffered = server_send is None
         # Streamed with a body limit: held back until complete, so FC's 502 can replace it.
         self._held: list[Message] | None = (
             [] if server_send is not None and handler.limits.response_body is not None else None
@@ -201,17 +182,15 @@ class Exchange(Call):
 
     def _start(self, message: Message) -> None:
         status = message.get("status")
-        rejection = check_status(status)
-        if rejection is None:
+        if type(status) is int and 100 <= status <= 599:
             headers = checked(message.get("headers", ()), self.handler.limits, self.policy)
-            if isinstance(headers, Rejection):
-                rejection = headers
-            else:
+            if not isinstance(headers, Rejection):
                 self.headers = headers
-                self.status = status  # type: ignore[assignment]
+                self.status = status
                 self.state = STARTED
                 return
-        self._refuse(rejection)
+            self._refuse(headers)
+        self._refuse(bad_status(status))
 
     def _refuse(self, rejection: Rejection) -> None:
         rejection.log(self.request_id)
@@ -271,6 +250,7 @@ class Exchange(Call):
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.armed = True
+        self._timers = []
         if self.timeout is not None:
             self._timers.append(loop.call_at(self.started + self.timeout, self._expire))
         task.add_done_callback(self._disarm)
@@ -278,13 +258,13 @@ class Exchange(Call):
             self._arm_background()
 
     def _disarm(self, task: asyncio.Task[Any]) -> None:
-        for timer in self._timers:
+        for timer in self._timers or ():
             timer.cancel()
 
     def _arm_background(self) -> None:
         if self._server_send is None and self.owner is not None:
             loop = asyncio.get_running_loop()
-            self._timers.append(loop.call_later(self.handler.task_timeout, self._overran))
+            self._timers.append(loop.call_later(self.handler.task_timeout, self._overran))  # type: ignore[union-attr]
 
     def _expire(self) -> None:
         task = self.task
@@ -302,7 +282,7 @@ class Exchange(Call):
         for spawned in self.spawned or ():
             spawned.cancel()
         loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(grace(self.timeout or 0.0), self._settle_late))
+        self._timers.append(loop.call_later(grace(self.timeout or 0.0), self._settle_late))  # type: ignore[union-attr]
 
     def _settle_late(self) -> None:
         task = self.task
@@ -351,6 +331,8 @@ class Exchange(Call):
 
     def response(self, error: BaseException | None) -> Response:
         """The buffered response: the app's, or the bridge's answer for what went wrong."""
+        if error is None and self.state == COMPLETE and self.refused is None:
+            return Response(self.status, self.headers, self.chunks)
         if self.refused is not None:
             return Response.rejection(self.refused)  # logged when refused
         if self.unready:
@@ -429,11 +411,9 @@ class HTTPHandler:
     ) -> Response:
         """Serve one request on the shared loop, from any thread; the whole response."""
         exchange = Exchange(self, scope, body, request_id, context, policy)
-        response: Response = loop.run(self._buffered(exchange), exchange)
+        response = loop.run(self._cycle(exchange), exchange)
+        assert response is not None  # buffered
         return response
-
-    async def _buffered(self, exchange: Exchange) -> Response:
-        return exchange.response(await self._cycle(exchange))
 
     async def streamed(
         self,
@@ -459,13 +439,14 @@ class HTTPHandler:
         assert task is not None
         exchange.suspended(asyncio.get_running_loop(), task)
         try:
-            error = await self._cycle(exchange)
+            await self._cycle(exchange)
         finally:
             exchange._disarm(task)
-        await exchange.finish_streamed(error)
+        await exchange.finish_streamed(exchange.error)
 
-    async def _cycle(self, exchange: Exchange) -> BaseException | None:
-        """Run the app for one request; the exception it raised, if any.
+    async def _cycle(self, exchange: Exchange) -> Response | None:
+        """Run the app for one request: the response when buffered (else None), the exception
+        the app raised, if any, in ``exchange.error``.
 
         Any exception the app raises stays in its request, ``SystemExit``, ``KeyboardInterrupt``
         and ``CancelledError`` included: the request answers 500 (504 at its timeout) and the
@@ -479,7 +460,7 @@ class HTTPHandler:
                 scope["fc.context"], exchange.request_id
             ):
                 exchange.unready = True
-                return None
+                return exchange.response(None) if exchange.buffered else None
             scope["state"] = lifespan.state.copy()
             exchange.spawned = track_spawned_tasks()
             await self.app(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]
@@ -488,14 +469,15 @@ class HTTPHandler:
                 exc = None  # type: ignore[assignment]  # logged when refused
             elif isinstance(exc, asyncio.CancelledError) and exchange.expired:
                 exc = None  # type: ignore[assignment]  # logged at the timeout
-            error = exc
+            error = exchange.error = exc
             if isinstance(exc, GeneratorExit):
-                return error  # the coroutine is being closed: it may not await any more
+                # The coroutine is being closed: it may not await any more.
+                return exchange.response(error) if exchange.buffered else None
         exchange.returned = True
         exchange.hang_up()
         if exchange.spawned and not exchange.expired:
             await self._wait_for(exchange.spawned, exchange.request_id)
-        return error
+        return exchange.response(error) if exchange.buffered else None
 
     async def _wait_for(self, spawned: list[asyncio.Task[Any]], request_id: str) -> None:
         """Let the tasks the request started finish: FC may freeze the instance right after.

@@ -74,17 +74,16 @@ class Call:
     waiting because nobody ran the loop (its driver blocked it).
     """
 
-    __slots__ = ("abandoned", "owner", "parked", "settled", "task", "thread", "value", "wake")
-
-    def __init__(self) -> None:
-        self.owner: SharedLoop | None = None
-        self.task: asyncio.Task[Any] | None = None
-        self.parked = False  # waiting in SharedLoop._parked; changed under SharedLoop._mutex
-        self.wake = threading.Lock()
-        self.settled = False
-        self.value: Any = None
-        self.abandoned = False
-        self.thread = 0  # threading.get_ident() of the thread while it drives the loop
+    # Class-level defaults: a request that never waits sets none of them (no __slots__, so
+    # that a subclass's instance starts with nothing to store).
+    task: asyncio.Task[Any] | None = None
+    owner: SharedLoop | None = None
+    parked = False  # waiting in SharedLoop._parked; changed under SharedLoop._mutex
+    wake: threading.Lock  # made when the call parks: what its thread sleeps on
+    settled = False
+    value: Any = None
+    abandoned = False
+    thread = 0  # threading.get_ident() of the thread that drives the loop for it
 
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         """The task did not finish in one step: arm whatever bounds it. On the loop."""
@@ -160,6 +159,7 @@ class SharedLoop:
                 self._driver = call
             else:
                 call.parked = True
+                call.wake = threading.Lock()
                 call.wake.acquire()
                 self._parked.append(call)
         parked = call.parked
@@ -168,13 +168,23 @@ class SharedLoop:
             if not self._wait_parked(loop, call):
                 return call.abandon()  # type: ignore[no-any-return]
         if call is self._driver:
-            call.thread = threading.get_ident()
             try:
                 if not parked:  # else our task was scheduled before the loop was handed to us
                     call.task = self._start_here(loop, call, coro)
-                self._drive(loop, call)
+                mine = call.task
+                if mine is None or not (mine.done() or call.settled):  # else: done in one step
+                    self._drive(loop, call)
             finally:
-                self._hand_over(call)
+                # Pass the loop to a parked thread, if any. Also when KeyboardInterrupt or
+                # SystemExit escaped a callback or a first step: this caller stops waiting,
+                # and its task finishes later under another driver.
+                with self._mutex:
+                    successor = self._parked.popleft() if self._parked else None
+                    if successor is not None:
+                        successor.parked = False
+                    self._driver = successor
+                if successor is not None:
+                    successor.wake.release()
         if call.settled:
             return call.value  # type: ignore[no-any-return]
         task: asyncio.Task[T] = call.task  # type: ignore[assignment]
@@ -228,27 +238,32 @@ class SharedLoop:
     def _start_here(
         self, loop: asyncio.AbstractEventLoop, call: Call, coro: Coroutine[Any, Any, T]
     ) -> asyncio.Task[T]:
-        """Create the driver's task, taking its first step right here when nothing else is due.
+        """Create the driver's task and take its first step right here, in this thread.
 
         Most requests never wait for I/O: their first step is the whole request. Taking it here
         skips a pass of run_forever (selector poll, timers, setup and teardown), which costs
         more than the rest of the bridge together. It is what the loop's next iteration would
-        do, so it is only done when no callback is due before it and the loop has polled for
-        I/O and timers within the last POLL_INTERVAL: background tasks keep their pace while
-        requests keep coming. Not loop.create_task: the task factory is for tasks the app starts.
+        do, so callbacks due before it, and I/O and timers unpolled for POLL_INTERVAL, get one
+        pass of the loop first: background tasks keep their pace while requests keep coming.
+        Not loop.create_task: the task factory is for tasks the app starts.
         """
-        if (
-            not self.fast_path
-            or loop._ready  # type: ignore[attr-defined]
-            or loop.time() - self._polled > POLL_INTERVAL
-        ):
-            task = asyncio.Task(coro, loop=loop)  # run_forever steps it, after what is due
-        else:
-            task = _first_step_here(loop, coro)
-            if task.done():
-                return task
-        task.add_done_callback(lambda task: self._finished(call))
-        call.suspended(loop, task)
+        call.thread = thread = threading.get_ident()
+        if not self.fast_path:  # the public path: run_forever steps the task
+            task = asyncio.Task(coro, loop=loop)
+            task.add_done_callback(lambda task: self._finished(call))
+            # Right after the task's first step: only a task that has to wait arms its bounds.
+            loop.call_soon(_after_first_step, loop, call, task)
+            return task
+        if loop._ready or loop.time() - self._polled > POLL_INTERVAL:  # type: ignore[attr-defined]
+            loop.call_soon(loop.stop)
+            try:
+                loop.run_forever()
+            finally:
+                self._polled = loop.time()
+        task = _first_step_here(loop, coro, thread)
+        if not task.done():
+            task.add_done_callback(lambda task: self._finished(call))
+            call.suspended(loop, task)
         return task
 
     def _drive(self, loop: asyncio.AbstractEventLoop, call: Call) -> None:
@@ -260,20 +275,6 @@ class SharedLoop:
             finally:
                 self._polled = loop.time()
             task = call.task  # a parked call handed the loop may find its task made since
-
-    def _hand_over(self, call: Call) -> None:
-        """The driver is leaving: pass the loop to a parked thread, if any.
-
-        Also when KeyboardInterrupt or SystemExit escaped a callback or a first step: this
-        caller stops waiting, and its task finishes later under another driver.
-        """
-        with self._mutex:
-            successor = self._parked.popleft() if self._parked else None
-            if successor is not None:
-                successor.parked = False
-            self._driver = successor
-        if successor is not None:
-            successor.wake.release()
 
     @staticmethod
     def _in_helper_thread(call: Callable[[], T]) -> T:
@@ -323,8 +324,13 @@ shared_loop = SharedLoop()
 """The loop every bridge in the process uses unless given another."""
 
 
+def _after_first_step(loop: asyncio.AbstractEventLoop, call: Call, task: asyncio.Task[Any]) -> None:
+    if not task.done():
+        call.suspended(loop, task)
+
+
 def _first_step_here(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], thread: int
 ) -> asyncio.Task[T]:
     """A task for ``coro`` whose first step is taken now, in this thread, as the loop would.
 
@@ -332,7 +338,7 @@ def _first_step_here(
     ``_ready``): ``_fast_path_works`` checks them before the loop is first used.
     """
     hooks = sys.get_asyncgen_hooks()
-    loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]  # is_running()
+    loop._thread_id = thread  # type: ignore[attr-defined]  # is_running()
     sys.set_asyncgen_hooks(
         firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
         finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
@@ -365,7 +371,12 @@ def _fast_path_works(loop: asyncio.AbstractEventLoop) -> bool:
         ready = loop._ready  # type: ignore[attr-defined]
         assert isinstance(ready, deque) and not ready
         assert loop._thread_id is None  # type: ignore[attr-defined]
-        task = _first_step_here(loop, _probe())
+        probe = _probe()
+        try:
+            task = _first_step_here(loop, probe, threading.get_ident())
+        except BaseException:
+            probe.close()
+            raise
         running, current, seen = task.result()
         assert running is True and current is task and seen is loop
         assert not loop.is_running() and asyncio._get_running_loop() is None

@@ -63,7 +63,7 @@ class Options:
     """Everything a request's handling depends on besides the app. Immutable by convention."""
 
     __slots__ = (
-        "_auto",
+        "auto_timeout",
         "forwarded",
         "host",
         "lifespan",
@@ -112,7 +112,7 @@ class Options:
             raise ConfigError(f"on_event must be a callable (event, context), got {on_event!r}.")
         self.on_event = on_event
         self.set_cookie: str = check_choice(set_cookie, "set_cookie", SET_COOKIE_MODES)
-        self._auto: float | None = None  # the "auto" timeout, once a context has told it
+        self.auto_timeout: float | None = None  # the "auto" timeout, once a context has told it
 
     def request_timeout(self, context: object) -> float | None:
         """Seconds a request may take before the bridge answers 504, or None for no bound.
@@ -123,12 +123,12 @@ class Options:
         timeout = self.timeout
         if timeout != "auto":
             return timeout
-        if self._auto is None:
+        if self.auto_timeout is None:
             total = function_timeout(context)
             if total is None:
                 return None
-            self._auto = total - min(MAX_MARGIN, total / 5)
-        return self._auto
+            self.auto_timeout = total - min(MAX_MARGIN, total / 5)
+        return self.auto_timeout
 
 
 def grace(timeout: float) -> float:

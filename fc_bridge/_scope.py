@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._context import for_app
+from ._context import PLAIN_REPRS, for_app
 
 if TYPE_CHECKING:
     from ._types import Headers, HTTPScope
@@ -55,7 +55,8 @@ def http_scope(
         "server": server,
         "state": {},
         "extensions": BUFFERED_EXTENSIONS.copy() if extensions is None else extensions,
-        "fc.context": for_app(context),
+        # FC's own context class goes as is; others may need hiding (see for_app).
+        "fc.context": context if PLAIN_REPRS.get(type(context)) else for_app(context),
         "fc.request_uri": uri,
     }
 

@@ -198,9 +198,7 @@ def _read_exactly(stream: WSGIInput, length: int) -> bytes:
     return body
 
 
-def write_response(
-    response: Response, start_response: StartResponse, environ: WSGIEnviron
-) -> list[bytes]:
+def write_response(response: Response, start_response: StartResponse, fc: bool) -> list[bytes]:
     """Hand ``response`` to the WSGI server; returns the body as the list of the app's chunks.
 
     As PEP 3333 asks, an exception the app raised goes to ``start_response`` as ``exc_info``:
@@ -209,7 +207,7 @@ def write_response(
     status = STATUS_LINES.get(response.status) or f"{response.status} Unknown"
     # FC turns header strings back into bytes as UTF-8 (see the module docstring), and the
     # bridge only lets UTF-8 values through to it; PEP 3333 servers encode them as Latin-1.
-    encoding = "utf-8" if is_fc(environ) else "latin-1"
+    encoding = "utf-8" if fc else "latin-1"
     headers = [(name.decode(encoding), value.decode(encoding)) for name, value in response.headers]
     error = response.error
     if error is None:

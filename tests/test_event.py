@@ -77,6 +77,9 @@ def test_whole_scope_from_an_event(loop: SharedLoop) -> None:
     context = FC3Context()
     assert call_event(Bridge(recorder, loop=loop), event, context).status == 200
     parsed = json.loads(event)
+    # The context's own repr shows its credentials: the app gets it behind a redacting proxy.
+    shown = seen[0]["scope"]["fc.context"]
+    assert shown._target is context and "S3cr3t" not in repr(shown)
     assert seen[0] == {
         "scope": {
             "type": "http",
@@ -99,7 +102,7 @@ def test_whole_scope_from_an_event(loop: SharedLoop) -> None:
             "server": ("fc-bridge.cn-hangzhou.fcapp.run", 443),
             "state": {},
             "extensions": {"http.response.pathsend": {}},
-            "fc.context": context,
+            "fc.context": shown,
             "fc.request_uri": "/items/caf%C3%A9?q=a%20b%2Cc&x=%2C",
             "fc.event": parsed,
         },

@@ -106,7 +106,9 @@ def test_a_finished_driver_hands_the_loop_to_a_waiting_thread(loop: SharedLoop) 
 
     quick = threading.Thread(target=call, args=("quick",))
     quick.start()
+    deadline = time.monotonic() + 5
     while loop._driver is None:  # the quick request is driving the loop
+        assert time.monotonic() < deadline, "the quick request never drove the loop"
         time.sleep(0.001)
     slow = threading.Thread(target=call, args=("slow",))
     slow.start()
@@ -164,16 +166,22 @@ async def test_handler_called_from_async_code_runs_on_the_shared_loop(loop: Shar
 
 def test_calling_the_handler_from_inside_the_app_is_refused(loop: SharedLoop) -> None:
     handler: Bridge
+    inner: list[str] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        handler(fc_environ(), lambda *args: None)
+        if scope["path"] == "/outer":
+            statuses: list[str] = []
+            body = handler(fc_environ("GET", "/inner"), lambda status, *a: statuses.append(status))
+            inner.extend([*statuses, b"".join(body).decode()])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body"})
 
-    handler = Bridge(app, lifespan="off", loop=loop)
-    outer = fc_call(handler)
+    # A short timeout: should the guard fail, the test fails fast instead of hanging.
+    handler = Bridge(app, lifespan="off", timeout=2, loop=loop)
+    outer = fc_call(handler, "GET", "/outer")
     # The inner call answers 500 (ReentrantCallError, logged); the outer one carries on.
     assert outer.status == 200
+    assert inner == ["500 Internal Server Error", "Internal Server Error"]
 
 
 def test_reentrant_call_error_names_the_problem(loop: SharedLoop) -> None:

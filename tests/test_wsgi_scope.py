@@ -62,6 +62,9 @@ def test_whole_scope_on_fcs_default_address(handler: Bridge) -> None:
         context=context,
     )
     assert response.status == 200
+    # The context's own repr shows its credentials: the app gets it behind a redacting proxy.
+    shown = seen[0]["scope"]["fc.context"]
+    assert shown._target is context and "S3cr3t" not in repr(shown)
     assert seen[0] == {
         "scope": {
             "type": "http",
@@ -84,7 +87,7 @@ def test_whole_scope_on_fcs_default_address(handler: Bridge) -> None:
             "server": ("FCRUNTIME", 9000),
             "state": {"opened": "db"},
             "extensions": {"http.response.pathsend": {}},
-            "fc.context": context,
+            "fc.context": shown,
             "fc.request_uri": f"{PREFIX}/items/caf%C3%A9?q=a%20b&q=2",
         },
         "body": b'{"a":1}',

@@ -1,0 +1,150 @@
+"""The fast path (a request's first step taken in the calling thread) is pinned and fenced."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fc_bridge._loop
+from fc_bridge import Bridge
+from fc_bridge._loop import SharedLoop
+from fc_bridge._types import Receive, Scope, Send
+
+from .conftest import fc_call
+
+ROOT = Path(__file__).resolve().parent.parent
+seen: list[tuple[bool, int]] = []
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    loop = asyncio.get_running_loop()
+    seen.append((loop.is_running(), threading.get_ident()))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+class CountingSelector:
+    """Wraps the loop's selector: how many times the loop polled for I/O."""
+
+    def __init__(self, selector: Any) -> None:
+        self.selector = selector
+        self.polls = 0
+
+    def select(self, timeout: float | None = None) -> Any:
+        self.polls += 1
+        return self.selector.select(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.selector, name)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch, loop: SharedLoop) -> CountingSelector:
+    # Requests never wait for the loop's periodic poll in these tests.
+    monkeypatch.setattr(fc_bridge._loop, "POLL_INTERVAL", 3600.0)
+    seen.clear()
+    fc_call(Bridge(app, lifespan="off", loop=loop))  # makes the loop, polls once
+    counter = CountingSelector(loop.loop._selector)  # type: ignore[attr-defined]
+    loop.loop._selector = counter  # type: ignore[attr-defined]
+    return counter
+
+
+def test_a_request_that_needs_no_io_takes_no_pass_of_the_loop(
+    loop: SharedLoop, counted: CountingSelector
+) -> None:
+    handler = Bridge(app, lifespan="off", loop=loop)
+    for _ in range(50):
+        assert fc_call(handler).status == 200
+    assert counted.polls == 0
+    assert loop.fast_path
+
+
+def test_an_uncontended_request_runs_in_the_calling_thread_on_a_running_loop(
+    loop: SharedLoop, counted: CountingSelector
+) -> None:
+    seen.clear()
+    fc_call(Bridge(app, lifespan="off", loop=loop))
+    # is_running() is what asyncio code checks (and asyncio internals rely on).
+    assert seen == [(True, threading.get_ident())]
+
+
+def test_the_public_path_serves_requests_with_a_pass_each(loop: SharedLoop) -> None:
+    slow = SharedLoop(fast_path=False)
+    try:
+        seen.clear()
+        handler = Bridge(app, lifespan="off", loop=slow)
+        fc_call(handler)
+        counter = CountingSelector(slow.loop._selector)  # type: ignore[attr-defined]
+        slow.loop._selector = counter  # type: ignore[attr-defined]
+        for _ in range(5):
+            assert fc_call(handler).status == 200
+        assert counter.polls >= 5
+        assert not slow.fast_path
+        assert all(running for running, _ in seen)
+    finally:
+        slow.close()
+
+
+def test_an_asyncio_without_the_expected_internals_falls_back_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def changed(*args: Any) -> Any:
+        raise AttributeError("'_UnixSelectorEventLoop' object has no attribute '_ready'")
+
+    monkeypatch.setattr(fc_bridge._loop, "_first_step_here", changed)
+    fresh = SharedLoop()
+    try:
+        with pytest.warns(RuntimeWarning, match="requests take the slower public path") as caught:
+            handler = Bridge(app, lifespan="off", loop=fresh)
+            assert fc_call(handler).status == 200
+            assert fc_call(handler).status == 200
+        assert len(caught) == 1
+        assert not fresh.fast_path
+    finally:
+        fresh.close()
+
+
+def test_the_request_suite_passes_on_the_public_path() -> None:
+    # The whole request suite, in a fresh interpreter forced onto the fallback driver.
+    suite = [
+        "tests/test_wsgi_scope.py",
+        "tests/test_wsgi_response.py",
+        "tests/test_event.py",
+        "tests/test_errors.py",
+        "tests/test_limits.py",
+        "tests/test_disconnect.py",
+        "tests/test_spawned_tasks.py",
+        "tests/test_lifespan.py",
+        "tests/test_reliability.py",
+        "tests/test_secrets.py",
+    ]
+    env = {**os.environ, "FC_BRIDGE_FAST_PATH": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *suite],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_the_environment_switch_is_what_the_fallback_suite_relies_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FC_BRIDGE_FAST_PATH", "0")
+    forced = SharedLoop()
+    try:
+        fc_call(Bridge(app, lifespan="off", loop=forced))
+        assert not forced.fast_path
+    finally:
+        forced.close()
