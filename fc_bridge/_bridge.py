@@ -112,18 +112,6 @@ class Bridge:
     def limits(self) -> Limits:
         return self.options.limits
 
-    @property
-    def lifespan(self) -> LifespanMode:
-        return self.options.lifespan
-
-    @property
-    def root_path(self) -> str | None:
-        return self.options.root_path
-
-    @property
-    def loop(self) -> SharedLoop:
-        return self._loop
-
     def __repr__(self) -> str:
         options = self.options
         return (
@@ -223,7 +211,7 @@ class Bridge:
     def pre_freeze(self, context: ContextLike | None = None) -> None:
         """FC's pre_freeze hook: give tasks earlier requests left running up to
         ``task_timeout`` seconds to finish before FC freezes the instance."""
-        self._loop.run(settle_tasks(self.options.task_timeout, request_id(context)))
+        self._loop.run(settle_tasks(self._http, self.options.task_timeout, request_id(context)))
 
 
 bridge = Bridge
@@ -251,16 +239,9 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-async def settle_tasks(timeout: float, rid: str) -> None:
-    current = asyncio.current_task()
-    # A lifespan task waits for shutdown for the instance's whole life: not a leftover.
-    pending = [
-        task
-        for task in asyncio.all_tasks()
-        if task is not current
-        and not task.done()
-        and getattr(task.get_coro(), "__qualname__", "") != "Lifespan._main"
-    ]
+async def settle_tasks(handler: HTTPHandler, timeout: float, rid: str) -> None:
+    """Give the tasks earlier requests left running up to ``timeout`` seconds to finish."""
+    pending = [task for task in handler.leftovers if not task.done()]
     if pending:
         await asyncio.wait(pending, timeout=timeout)
         left = [task for task in pending if not task.done()]

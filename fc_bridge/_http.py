@@ -22,12 +22,13 @@ import logging
 import os
 import sys
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ._headers import WEB_FUNCTION, Policy, bad_status, checked
 from ._lifespan import Lifespan
 from ._limits import Rejection, timed_out
-from ._loop import Call, SharedLoop, track_spawned_tasks
+from ._loop import Call, SharedLoop, task_factory, track_spawned_tasks
 from ._options import Options, grace
 from ._stack import await_stack, frame_stack
 
@@ -162,7 +163,7 @@ class Exchange(Call):
                 self.state = COMPLETE
                 self.hang_up()
                 if self.armed:
-                    self._arm_background()
+                    self._arm_background(asyncio.get_running_loop())
             if self._server_send is not None:
                 await self._forward(message)
         elif kind == "http.response.start" and self.state == NEW:
@@ -255,15 +256,14 @@ class Exchange(Call):
             self._timers.append(loop.call_at(self.started + self.timeout, self._expire))
         task.add_done_callback(self._disarm)
         if self.state == COMPLETE:
-            self._arm_background()
+            self._arm_background(loop)
 
     def _disarm(self, task: asyncio.Task[Any]) -> None:
         for timer in self._timers or ():
             timer.cancel()
 
-    def _arm_background(self) -> None:
+    def _arm_background(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._server_send is None and self.owner is not None:
-            loop = asyncio.get_running_loop()
             self._timers.append(loop.call_later(self.handler.task_timeout, self._overran))  # type: ignore[union-attr]
 
     def _expire(self) -> None:
@@ -399,6 +399,9 @@ class HTTPHandler:
         self.options = options
         self.limits = options.limits
         self.task_timeout = options.task_timeout
+        # Tasks requests started that were still running when their request ended: what
+        # pre_freeze waits for.
+        self.leftovers: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     def buffered(
         self,
@@ -437,7 +440,10 @@ class HTTPHandler:
         )
         task = asyncio.current_task()
         assert task is not None
-        exchange.suspended(asyncio.get_running_loop(), task)
+        loop = asyncio.get_running_loop()
+        if loop.get_task_factory() is None:  # the server's loop: see the tasks requests start
+            loop.set_task_factory(task_factory)
+        exchange.suspended(loop, task)
         try:
             await self._cycle(exchange)
         finally:
@@ -485,6 +491,7 @@ class HTTPHandler:
         Bounded by ``task_timeout``; tasks still running then are named in a warning and left
         to progress whenever later requests run the loop.
         """
+        self.leftovers.update(spawned)  # pre_freeze may come before this wait is over
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.task_timeout
         while pending := [task for task in spawned if not task.done()]:

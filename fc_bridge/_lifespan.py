@@ -95,10 +95,11 @@ class Lifespan:
             await asyncio.wait_for(wait, timeout)
         except asyncio.TimeoutError:
             task = self._task
-            where = await_stack(task) if task is not None else "  (unknown)"
-            self._fail(f"the app did not complete {stage} within {timeout:g}s", where=where)
-            if task is not None:
-                task.cancel()
+            assert task is not None  # startup or shutdown began: the lifespan task exists
+            self._fail(
+                f"the app did not complete {stage} within {timeout:g}s", where=await_stack(task)
+            )
+            task.cancel()
             self._started.set()
             self._stopped.set()
 

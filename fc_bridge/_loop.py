@@ -40,7 +40,7 @@ POLL_INTERVAL = 0.01
 _spawned: ContextVar[list[asyncio.Task[Any]] | None] = ContextVar("fc_bridge_spawned", default=None)
 
 
-def _task_factory(
+def task_factory(
     loop: asyncio.AbstractEventLoop,
     coro: Coroutine[Any, Any, T] | Generator[Any, None, T],
     /,
@@ -135,7 +135,7 @@ class SharedLoop:
             # asyncio's own selector loop, whatever policy the app installed (uvloop, say):
             # the fast path relies on its internals.
             self._loop = asyncio.SelectorEventLoop()
-            self._loop.set_task_factory(_task_factory)
+            self._loop.set_task_factory(task_factory)
             self.fast_path = self._want_fast is not False and _fast_path_works(self._loop)
         return self._loop
 

@@ -115,19 +115,13 @@ class Options:
         self.auto_timeout: float | None = None  # the "auto" timeout, once a context has told it
 
     def request_timeout(self, context: object) -> float | None:
-        """Seconds a request may take before the bridge answers 504, or None for no bound.
-
-        ``"auto"``: the function's timeout from FC's context, minus a margin of a fifth of it,
-        at most ``MAX_MARGIN`` seconds, so the bridge answers before FC gives up.
-        """
-        timeout = self.timeout
-        if timeout != "auto":
-            return timeout
-        if self.auto_timeout is None:
-            total = function_timeout(context)
-            if total is None:
-                return None
-            self.auto_timeout = total - min(MAX_MARGIN, total / 5)
+        """The ``"auto"`` timeout: the function's timeout from FC's context, minus a margin of
+        a fifth of it, at most ``MAX_MARGIN`` seconds, so the bridge answers before FC gives
+        up; None (no bound) when the context does not say. Remembered once known."""
+        total = function_timeout(context)
+        if total is None:
+            return None
+        self.auto_timeout = total - min(MAX_MARGIN, total / 5)
         return self.auto_timeout
 
 

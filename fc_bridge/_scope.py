@@ -94,11 +94,3 @@ def trusted_value(headers: Headers, name: bytes, hops: int) -> str:
         if key == name:
             values += [v.strip() for v in value.decode("latin-1").split(",")]
     return values[-hops] if len(values) >= hops else ""
-
-
-def header_text(data: bytes) -> str:
-    """Header bytes as the str FC will send as UTF-8: UTF-8 when they are, else Latin-1."""
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        return data.decode("latin-1")

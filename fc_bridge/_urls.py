@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote_to_bytes
 
-from ._errors import ConfigError
-
 # /2016-08-15/proxy/<service>[.<qualifier>]/<function>
 FC_PREFIX = re.compile(rb"/2016-08-15/proxy/[^/?#]+/[^/?#]+")
 
@@ -64,12 +62,3 @@ def decode_path(raw: bytes) -> str:
 def encode_path(path: str) -> bytes:
     """Percent-encode a decoded path back into raw bytes (when a server gives no raw path)."""
     return quote(path, safe="/:@!$&'()*+,;=~").encode("ascii")
-
-
-def check_root_path(root_path: str | None) -> str | None:
-    """Validate and normalise the ``root_path`` option (``"/"`` and ``""`` mean no root path)."""
-    if root_path is None:
-        return None
-    if not isinstance(root_path, str) or (root_path and not root_path.startswith("/")):
-        raise ConfigError(f'root_path {root_path!r} must be None or a path starting with "/".')
-    return root_path.rstrip("/")

@@ -92,7 +92,7 @@ class WebFunction:
         elif hook == "pre_stop":
             await self.shutdown()
         else:
-            await settle_tasks(self.options.task_timeout, context.request_id)
+            await settle_tasks(self._http_handler, self.options.task_timeout, context.request_id)
         failure = self.lifespan.failure
         failed = failure is not None and (hook == "initializer" or failure != before)
         body = f"ASGI {failure}".encode() if failed else b""

@@ -63,11 +63,6 @@ def _environment_http_variables() -> dict[str, str]:
     return _os_http_variables
 
 
-def is_fc(environ: WSGIEnviron) -> bool:
-    """Whether FC's runtime made the environ (else a plain PEP 3333 server did)."""
-    return "fc.request_uri" in environ or "fc.context" in environ
-
-
 def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, bytes] | Rejection:
     """Build the ASGI scope and read the body of the request ``environ`` describes."""
     root_path = options.root_path

@@ -230,18 +230,21 @@ class LocalWeb:
         await send({"type": "http.response.body", "body": b""})
 
     async def _later(self, scope: Scope, body: bytes) -> None:
+        """Run an asynchronous invocation: FC's invoker is the client, and waits for the end."""
         sent = False
+        complete = asyncio.Event()
 
         async def receive() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()  # nobody is listening: the exchange ends with the app
-            return {"type": "http.disconnect"}  # pragma: no cover
+            await complete.wait()
+            return {"type": "http.disconnect"}
 
         async def discard(message: Message) -> None:
-            pass
+            if message["type"] != "http.response.start" and not message.get("more_body"):
+                complete.set()
 
         await self.web(scope, receive, discard)
 

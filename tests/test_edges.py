@@ -1,0 +1,534 @@
+"""Edges of the one HTTP cycle and the shared loop: what each rare branch answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import fc_bridge._headers
+from fc_bridge import Bridge, Limits, WebFunction
+from fc_bridge._http import Exchange
+from fc_bridge._loop import Call, SharedLoop
+from fc_bridge._types import Message, Receive, Scope, Send
+from fc_bridge.local import asgi_app
+
+from .conftest import fc_call, running_server
+from .test_frontends_asgi import talk
+
+
+async def completes_then_waits(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"complete"})
+    await asyncio.sleep(3600)  # work after the response, never ending
+
+
+def test_a_response_complete_in_the_first_step_is_returned_after_task_timeout(
+    loop: SharedLoop,
+) -> None:
+    # The timeout (0.1 s) passes first: a complete response is not a timeout; task_timeout is.
+    handler = Bridge(completes_then_waits, timeout=0.1, task_timeout=0.3, loop=loop)
+    started = time.monotonic()
+    response = fc_call(handler)
+    assert (response.status, response.body) == (200, b"complete")
+    assert 0.25 < time.monotonic() - started < 5
+
+
+def test_a_late_timer_finds_the_request_done_and_changes_nothing(loop: SharedLoop) -> None:
+    handler = Bridge(completes_then_waits, loop=loop)
+    exchange = Exchange(handler._http, _scope(), b"", "r", None, fc_bridge._headers.BUILTIN)
+
+    async def done() -> None:
+        pass
+
+    async def main() -> None:
+        exchange.task = asyncio.get_running_loop().create_task(done())
+        await exchange.task
+        exchange._settle_late()
+        exchange._overran()
+        exchange._expire()
+
+    asyncio.run(main())
+    assert (exchange.settled, exchange.expired) == (False, False)
+
+
+def _scope() -> Any:
+    return {"type": "http", "method": "GET", "fc.context": None}
+
+
+def test_parked_requests_without_a_timeout_wait_as_long_as_it_takes(loop: SharedLoop) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    handler = Bridge(app, lifespan="off", timeout=None, loop=loop)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: fc_call(handler).status, range(8)))
+    assert results == [200] * 8
+
+
+class GivesUp(Call):
+    def wait_limit(self) -> float | None:
+        return 0.1
+
+
+def test_a_plain_call_that_gives_up_raises_timeout_and_its_task_is_cancelled(
+    loop: SharedLoop,
+) -> None:
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    async def drive() -> str:
+        started.set()
+        await asyncio.sleep(0.5)  # keeps the loop, and drives it
+        return "driver"
+
+    async def parked() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "unreachable"
+
+    with ThreadPoolExecutor(1) as pool:
+        driver = pool.submit(loop.run, drive())
+        assert started.wait(5)
+        with pytest.raises(TimeoutError, match="Nobody ran the shared event loop"):
+            loop.run(parked(), GivesUp())
+        assert driver.result(5) == "driver"
+    assert cancelled.wait(5)
+
+
+def test_a_call_settles_once_and_outside_a_loop_tells_nobody() -> None:
+    call = Call()
+    call.settle("first")
+    call.settle("second")
+    assert (call.settled, call.value) == (True, "first")
+
+
+class RacingLock:
+    """The lock a parked call sleeps on, timing out just as a finishing task releases it."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        call = self.call
+        owner = call.owner
+        assert owner is not None
+        if call.parked and timeout == 0:  # the limit passed as the driver lets the call go
+            with owner._mutex:
+                call.parked = False
+                owner._parked.remove(call)
+            return False
+        if call.parked:  # run() taking the lock before parking
+            return True
+        deadline = time.monotonic() + 5  # the release that follows: the task is done
+        while call.task is None or not call.task.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        return True
+
+
+class ReleasedAsItGivesUp(Call):
+    def __init__(self) -> None:
+        self._lock = RacingLock(self)
+
+    @property  # type: ignore[override]
+    def wake(self) -> RacingLock:
+        return self._lock
+
+    @wake.setter
+    def wake(self, value: object) -> None:
+        pass
+
+    def wait_limit(self) -> float | None:
+        return 0
+
+
+def test_a_parked_call_released_as_its_limit_passes_still_gets_its_result(
+    loop: SharedLoop,
+) -> None:
+    started = threading.Event()
+
+    async def drive() -> str:
+        started.set()
+        await asyncio.sleep(0.3)
+        return "driver"
+
+    async def quick() -> str:
+        return "parked"
+
+    with ThreadPoolExecutor(1) as pool:
+        driver = pool.submit(loop.run, drive())
+        assert started.wait(5)
+        assert loop.run(quick(), ReleasedAsItGivesUp()) == "parked"
+        assert driver.result(5) == "driver"
+
+
+def test_a_name_cache_that_is_full_still_checks_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fc_bridge._headers, "_good_names", {b"n%d" % i for i in range(1024)})
+    headers = [(b"x-new", b"1")]
+    assert fc_bridge._headers.checked(headers, Limits(), fc_bridge._headers.BUILTIN) == headers
+    assert b"x-new" not in fc_bridge._headers._good_names
+
+
+def test_the_refused_header_is_named_after_good_ones(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"x-fine", b"1"), (b"x-bad", b"a\nb")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body"})
+
+    assert fc_call(Bridge(app, lifespan="off", loop=loop)).status == 502
+    assert "response header b'x-bad' has a value with a control character" in caplog.text
+
+
+def test_a_pathsend_without_a_str_path_is_the_apps_error(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": 5})
+
+    assert fc_call(Bridge(app, lifespan="off", loop=loop)).status == 500
+    assert "Expected a str 'path' in 'http.response.pathsend', got 5." in caplog.text
+
+
+def _file_app(path: Path) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        assert "http.response.pathsend" in scope["extensions"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    return app
+
+
+def test_a_file_over_the_response_limit_is_refused_without_reading_it(
+    loop: SharedLoop, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 2000)
+    handler = Bridge(_file_app(path), limits=Limits(response_body=1000), loop=loop)
+    response = fc_call(handler)
+    assert response.status == 502
+    assert "The size of the response body is 2000 bytes" in response.body.decode()
+
+
+def web_scope(path: str = "/", method: str = "GET", **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-fc-request-id", b"web-req")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 9000),
+        **extra,
+    }
+
+
+REQUEST: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
+
+
+@pytest.mark.parametrize(("limit", "status"), [(None, 200), (1000, 502)])
+def test_web_pathsend_goes_to_a_server_that_offers_it(
+    loop: SharedLoop, tmp_path: Path, limit: int | None, status: int
+) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"y" * 2000)
+    web = WebFunction(Bridge(_file_app(path), limits=Limits(response_body=limit), loop=loop))
+    scope = web_scope(extensions={"http.response.pathsend": {}})
+    sent = talk(web, scope, list(REQUEST))
+    assert sent[0]["status"] == status
+    if status == 200:
+        assert sent[1] == {"type": "http.response.pathsend", "path": str(path)}
+
+
+def test_web_invoke_hands_other_triggers_events_to_on_event(loop: SharedLoop) -> None:
+    seen: list[Any] = []
+
+    async def on_event(event: bytes, context: Any) -> dict[str, Any]:
+        seen.append((json.loads(event), context.request_id))
+        return {"handled": True}
+
+    def failing(event: bytes, context: Any) -> str:
+        raise RuntimeError("handler failed")
+
+    web = WebFunction(Bridge(completes_then_waits, on_event=on_event, loop=loop))
+
+    def tick() -> list[Message]:
+        return [{"type": "http.request", "body": b'{"trigger": "tick"}'}]
+
+    sent = talk(web, web_scope("/invoke", "POST"), tick())
+    assert (sent[0]["status"], sent[1]["body"]) == (200, b'{"handled": true}')
+    assert seen == [({"trigger": "tick"}, "web-req")]
+    for result, payload in (("text", b"text"), (b"raw", b"raw")):
+        web = WebFunction(Bridge(completes_then_waits, on_event=lambda e, c, r=result: r))
+        sent = talk(web, web_scope("/invoke", "POST"), tick())
+        assert sent[1]["body"] == payload
+    web = WebFunction(Bridge(completes_then_waits, on_event=failing, loop=loop))
+    sent = talk(web, web_scope("/invoke", "POST"), tick())
+    assert sent[0]["status"] == 500
+    assert (b"x-fc-status", b"404") in sent[0]["headers"]
+    big = [{"type": "http.request", "body": b"x" * 200_000}]
+    web = WebFunction(Bridge(completes_then_waits, on_event=on_event, loop=loop))
+    sent = talk(
+        web, web_scope("/invoke", "POST", headers=[(b"x-fc-invocation-type", b"Async")]), big
+    )
+    assert sent[0]["status"] == 400
+
+
+def test_web_pre_freeze_waits_for_leftover_tasks(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def leaves_a_task(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        if scope["path"] == "/leave":
+            asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leftover")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body"})
+
+    with running_server(WebFunction(Bridge(leaves_a_task, task_timeout=0.1))) as url:
+        assert httpx.get(url + "/leave", timeout=10).status_code == 200
+        frozen = httpx.get(url + "/pre-freeze", headers={"x-fc-request-id": "fz"}, timeout=10)
+    assert frozen.status_code == 200
+    assert "task(s) still run as FC freezes the instance [request_id=fz]: leftover" in caplog.text
+
+
+def test_local_web_runs_async_invocations_after_answering_202(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
+    done = threading.Event()
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        body = (await receive())["body"]
+        seen.append((body, scope["fc.context"].credentials is not None))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ignored"})
+        done.set()
+
+    with running_server(asgi_app(Bridge(app), "web")) as url:
+        response = httpx.post(
+            url + "/job", content=b"payload", headers={"X-Fc-Invocation-Type": "Async"}
+        )
+        assert response.status_code == 202
+        assert response.headers["x-fc-request-id"]
+        assert done.wait(10)
+        too_big = httpx.post(
+            url + "/job", content=b"x" * 200_000, headers={"X-Fc-Invocation-Type": "Async"}
+        )
+        assert too_big.status_code == 400
+    assert seen == [(b"payload", True)]
+
+
+def test_local_web_waits_for_async_invocations_at_shutdown() -> None:
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await asyncio.sleep(0.3)
+        finished.append("job")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body"})
+
+    with running_server(asgi_app(Bridge(app), "web")) as url:
+        response = httpx.post(url + "/job", headers={"X-Fc-Invocation-Type": "Async"})
+        assert response.status_code == 202
+    assert finished == ["job"]  # the server's shutdown waited for it
+
+
+def test_on_event_returning_an_awaitable_from_a_plain_function_is_awaited(
+    loop: SharedLoop,
+) -> None:
+    async def later(event: Any) -> str:
+        await asyncio.sleep(0)
+        return f"done {json.loads(event)['n']}"
+
+    handler = Bridge(completes_then_waits, on_event=lambda event, context: later(event), loop=loop)
+    assert handler(b'{"n": 1}', {"request_id": "r"}) == "done 1"
+
+
+def test_pre_freeze_lets_leftover_tasks_finish_and_says_nothing_when_they_do(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        async def flush() -> None:
+            await asyncio.sleep(0.1)
+            finished.append("flushed")
+
+        asyncio.get_running_loop().create_task(flush())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body"})
+
+    handler = Bridge(app, lifespan="off", task_timeout=0.07, loop=loop)
+    assert fc_call(handler).status == 200
+    assert finished == []  # still running when the request ended (warned)
+    caplog.clear()
+    handler.pre_freeze({"request_id": "fz"})
+    assert finished == ["flushed"]
+    assert "freezes" not in caplog.text
+
+
+def test_a_context_timeout_that_is_not_a_number_means_no_bound(loop: SharedLoop) -> None:
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body"})
+
+    context = {"request_id": "r", "function": {"timeout": "soon"}}
+    assert fc_call(Bridge(slow, lifespan="off", loop=loop), context=context).status == 200
+
+
+def test_a_dict_context_behaves_as_a_read_only_mapping_for_the_app(loop: SharedLoop) -> None:
+    got: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        context = scope["fc.context"]
+        got.extend([hasattr(context, "missing"), len(context), sorted(context)])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    fc_call(Bridge(app, lifespan="off", loop=loop), context={"request_id": "r", "region": "x"})
+    assert got == [False, 2, ["region", "request_id"]]
+
+
+def test_context_classes_beyond_the_cache_are_still_hidden(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fc_bridge._context
+
+    monkeypatch.setattr(
+        fc_bridge._context, "PLAIN_REPRS", {type(f"C{i}", (), {}): True for i in range(64)}
+    )
+    shown: list[str] = []
+
+    class Leaky:
+        request_id = "r"
+        secret = "hunter2"
+
+        def __repr__(self) -> str:
+            return f"Leaky(secret={self.secret})"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        shown.append(repr(scope["fc.context"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    fc_call(Bridge(app, lifespan="off", loop=loop), context=Leaky())
+    assert "hunter2" not in shown[0]
+    assert Leaky not in fc_bridge._context.PLAIN_REPRS
+
+
+def test_an_event_with_null_headers_and_body_is_an_empty_request(loop: SharedLoop) -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((scope["headers"], (await receive())["body"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    event = {
+        "rawPath": "/",
+        "headers": None,
+        "body": None,
+        "requestContext": {"requestId": "r", "http": {"method": "GET", "path": "/"}},
+    }
+    assert Bridge(app, lifespan="off", loop=loop)(json.dumps(event), {})["statusCode"] == 204
+    assert seen == [([], b"")]
+
+
+def test_work_after_a_response_completed_later_is_bounded_too(loop: SharedLoop) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0.01)  # the request waits once: its bounds are armed
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+        await asyncio.sleep(3600)
+
+    handler = Bridge(app, lifespan="off", task_timeout=0.1, timeout=None, loop=loop)
+    assert fc_call(handler).body == b"late"
+
+
+def test_plain_coroutines_from_many_threads_share_the_loop(loop: SharedLoop) -> None:
+    async def work(n: int) -> int:
+        await asyncio.sleep(0.02)
+        return n * 2
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda n: loop.run(work(n)), range(8))) == [n * 2 for n in range(8)]
+
+
+def test_host_option_is_validated() -> None:
+    from fc_bridge import ConfigError
+
+    with pytest.raises(ConfigError, match=r'host must be a host name such as "api\.example\.com"'):
+        Bridge(completes_then_waits, host="https://x/")
+
+
+def test_a_client_gone_before_an_invoke_body_arrived_gets_nothing(loop: SharedLoop) -> None:
+    web = WebFunction(Bridge(completes_then_waits, on_event=lambda e, c: "x", loop=loop))
+    assert talk(web, web_scope("/invoke", "POST"), [{"type": "http.disconnect"}]) == []
+
+
+def test_local_web_async_invocation_from_a_client_gone_mid_upload_runs_nothing() -> None:
+    ran: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        ran.append("ran")
+
+    front = asgi_app(Bridge(app, lifespan="off"), "web")
+    incoming: list[Message] = [
+        {"type": "http.request", "body": b"part", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    scope = web_scope("/job", "POST", headers=[(b"x-fc-invocation-type", b"Async")])
+    assert talk(front, scope, incoming) == []
+    assert ran == []
+
+
+def test_an_async_invocation_that_listens_for_the_disconnect_gets_it_after_responding() -> None:
+    events: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+        events.append((await receive())["type"])
+        done.set()
+
+    with running_server(asgi_app(Bridge(app), "web")) as url:
+        response = httpx.post(url + "/", headers={"X-Fc-Invocation-Type": "Async"})
+        assert response.status_code == 202
+        assert done.wait(10)
+    assert events == ["http.disconnect"]
