@@ -282,15 +282,20 @@ def test_web_invoke_hands_other_triggers_events_to_on_event(loop: SharedLoop) ->
     sent = talk(web, web_scope("/invoke", "POST"), tick())
     assert (sent[0]["status"], sent[1]["body"]) == (200, b'{"handled": true}')
     assert seen == [({"trigger": "tick"}, "web-req")]
-    for result, payload in (("text", b"text"), (b"raw", b"raw")):
-        web = WebFunction(Bridge(completes_then_waits, on_event=lambda e, c, r=result: r))
+    results: list[tuple[str | bytes, bytes]] = [("text", b"text"), (b"raw", b"raw")]
+    for result, payload in results:
+
+        def returns(event: Any, context: Any, result: str | bytes = result) -> str | bytes:
+            return result
+
+        web = WebFunction(Bridge(completes_then_waits, on_event=returns))
         sent = talk(web, web_scope("/invoke", "POST"), tick())
         assert sent[1]["body"] == payload
     web = WebFunction(Bridge(completes_then_waits, on_event=failing, loop=loop))
     sent = talk(web, web_scope("/invoke", "POST"), tick())
     assert sent[0]["status"] == 500
     assert (b"x-fc-status", b"404") in sent[0]["headers"]
-    big = [{"type": "http.request", "body": b"x" * 200_000}]
+    big: list[Message] = [{"type": "http.request", "body": b"x" * 200_000}]
     web = WebFunction(Bridge(completes_then_waits, on_event=on_event, loop=loop))
     sent = talk(
         web, web_scope("/invoke", "POST", headers=[(b"x-fc-invocation-type", b"Async")]), big
