@@ -139,12 +139,7 @@ def for_app(context: Any) -> Any:
             PLAIN_REPRS[cls] = plain
     if plain:
         return context
-    return redacted(context)
-
-
-def redacted(context: object) -> RedactedContext:
-    """``context`` behind a :class:`RedactedContext` (no __init__: this runs per request)."""
-    proxy = _new(RedactedContext)
+    proxy = _new(RedactedContext)  # no __init__ call: this runs per request
     proxy._target = context
     return proxy
 

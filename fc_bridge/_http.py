@@ -23,7 +23,7 @@ import os
 import sys
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._headers import WEB_FUNCTION, Policy, bad_status, checked
 from ._lifespan import Lifespan
@@ -82,8 +82,14 @@ class Exchange(Call):
     common request stores only what it uses.
     """
 
+    state = NEW
     status = 0
+    headers: Headers = []  # noqa: RUF012  # replaced, never changed, by the start message
     size = 0
+    buffered = True
+    _server_receive: Receive | None = None
+    _server_send: Send | None = None
+    _held: list[Message] | None = None
     refused: Rejection | None = None
     expired = False
     unready = False  # lifespan startup failed: answered 500 without running the app
@@ -112,10 +118,7 @@ class Exchange(Call):
         self.scope = scope
         self._body: bytes | None = body
         self.request_id = request_id
-        self.context = context
         self.head = scope["method"] == "HEAD"
-        self.state = NEW
-        self.headers: Headers = []
         self.chunks: list[bytes] = []
         options = handler.options
         timeout = options.timeout
@@ -123,13 +126,14 @@ class Exchange(Call):
             timeout = options.auto_timeout or options.request_timeout(context)
         self.timeout: float | None = timeout
         self.started = time.monotonic()
-        self._server_receive = server_receive
-        self._server_send = server_send
-        self.buffered = server_send is None
-        # Streamed with a body limit: held back until complete, so FC's 502 can replace it.
-        self._held: list[Message] | None = (
-            [] if server_send is not None and handler.limits.response_body is not None else None
-        )
+        self.limit = handler.limits.response_body
+        if server_send is not None:
+            self._server_receive = server_receive
+            self._server_send = server_send
+            self.buffered = False
+            # With a body limit the response is held back until complete, so FC's 502 can
+            # still replace it.
+            self._held = [] if self.limit is not None else None
 
     # The app's side.
 
@@ -150,62 +154,63 @@ class Exchange(Call):
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.body" and self.state == STARTED:
+        state = self.state
+        if kind == "http.response.body" and state == STARTED:
             body = message.get("body", b"")
             if type(body) is not bytes:
                 body = _as_bytes(body)
-            more = message.get("more_body", False)
             if body and not self.head:
-                self._grow(len(body))
-                if self._server_send is None:
+                self.size += len(body)
+                if self.limit is not None:
+                    self._check_size()
+                if self.buffered:
                     self.chunks.append(body)
-            if not more:
+            if not message.get("more_body", False):
                 self.state = COMPLETE
                 self.hang_up()
                 if self.armed:
                     self._arm_background(asyncio.get_running_loop())
-            if self._server_send is not None:
+            if not self.buffered:
                 await self._forward(message)
-        elif kind == "http.response.start" and self.state == NEW:
-            self._start(message)
-            if self._server_send is not None:
-                await self._forward({"type": kind, "status": self.status, "headers": self.headers})
-        elif kind == "http.response.pathsend" and self.state == STARTED:
+        elif kind == "http.response.start" and state == NEW:
+            status = message.get("status")
+            if not (type(status) is int and 100 <= status <= 599):
+                self._refuse(bad_status(status))
+            headers = checked(message.get("headers", ()), self.handler.limits, self.policy)
+            if isinstance(headers, Rejection):
+                self._refuse(headers)
+            self.headers = headers
+            self.status = status
+            self.state = STARTED
+            if not self.buffered:
+                await self._forward({"type": kind, "status": status, "headers": headers})
+        elif kind == "http.response.pathsend" and state == STARTED:
             await self._send_file(message)
-        elif self.state == NEW:
+        elif state == NEW:
             raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{kind}'.")
-        elif self.state == STARTED:
+        elif state == STARTED:
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
         else:
             raise RuntimeError(
                 f"Unexpected ASGI message '{kind}' sent, after response already completed."
             )
 
-    def _start(self, message: Message) -> None:
-        status = message.get("status")
-        if type(status) is int and 100 <= status <= 599:
-            headers = checked(message.get("headers", ()), self.handler.limits, self.policy)
-            if not isinstance(headers, Rejection):
-                self.headers = headers
-                self.status = status
-                self.state = STARTED
-                return
-            self._refuse(headers)
-        self._refuse(bad_status(status))
-
-    def _refuse(self, rejection: Rejection) -> None:
+    def _refuse(self, rejection: Rejection) -> NoReturn:
         rejection.log(self.request_id)
         self.refused = rejection
         self.chunks = []
         self._held = []
         raise ResponseRefused(rejection.message)
 
+    def _check_size(self) -> None:
+        rejection = self.handler.limits.check_response_body(self.size)
+        if rejection is not None:
+            self._refuse(rejection)
+
     def _grow(self, length: int) -> None:
         self.size += length
-        if self.handler.limits.response_body is not None:
-            rejection = self.handler.limits.check_response_body(self.size)
-            if rejection is not None:
-                self._refuse(rejection)
+        if self.limit is not None:
+            self._check_size()
 
     async def _send_file(self, message: Message) -> None:
         path = message.get("path")

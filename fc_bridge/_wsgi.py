@@ -202,8 +202,10 @@ def write_response(response: Response, start_response: StartResponse, fc: bool) 
     status = STATUS_LINES.get(response.status) or f"{response.status} Unknown"
     # FC turns header strings back into bytes as UTF-8 (see the module docstring), and the
     # bridge only lets UTF-8 values through to it; PEP 3333 servers encode them as Latin-1.
-    encoding = "utf-8" if fc else "latin-1"
-    headers = [(name.decode(encoding), value.decode(encoding)) for name, value in response.headers]
+    if fc:
+        headers = [(name.decode(), value.decode()) for name, value in response.headers]
+    else:
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in response.headers]
     error = response.error
     if error is None:
         start_response(status, headers)
