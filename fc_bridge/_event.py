@@ -80,6 +80,8 @@ def parse_event(
     raw = event.get("rawPath", http.get("path", "/"))
     if not isinstance(method, str) or not method or not isinstance(raw, str):
         return bad_request("The event has no requestContext.http.method or rawPath string.")
+    if raw[:1] != "/":
+        return bad_request(f"The event's rawPath must start with '/', got {raw[:50]!r}.")
     raw_path = raw.encode("utf-8", "surrogatepass") or b"/"
     root, path, raw_path = resolve(raw_path, options.root_path)
     parameters = event.get("queryParameters")

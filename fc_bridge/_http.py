@@ -18,6 +18,7 @@ task) is returned after ``task_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import sys
@@ -443,16 +444,20 @@ class HTTPHandler:
             server_receive=receive,
             server_send=send,
         )
-        task = asyncio.current_task()
-        assert task is not None
         loop = asyncio.get_running_loop()
         if loop.get_task_factory() is None:  # the server's loop: see the tasks requests start
             loop.set_task_factory(task_factory)
+        # The app runs in a task of its own with a fresh context. The server's task may carry
+        # an earlier request's context variables: asyncio copies the current context into the
+        # callbacks a request registers, and uvicorn resumes reading a keep-alive connection
+        # from inside the request that just finished.
+        task = contextvars.Context().run(loop.create_task, self._cycle(exchange))
         exchange.suspended(loop, task)
         try:
-            await self._cycle(exchange)
-        finally:
-            exchange._disarm(task)
+            await asyncio.shield(task)  # so that a cancellation reaches us, not only the app
+        except asyncio.CancelledError:  # the server is going away: so does the request
+            task.cancel()
+            raise
         await exchange.finish_streamed(exchange.error)
 
     async def _cycle(self, exchange: Exchange) -> Response | None:

@@ -122,6 +122,10 @@ class RacingLock:
 
     def __init__(self, call: Call) -> None:
         self.call = call
+        self.gave_up = threading.Event()
+
+    def release(self) -> None:  # pragma: no cover - the call is never parked when done
+        raise AssertionError("a call that gave up was released")
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         call = self.call
@@ -131,6 +135,7 @@ class RacingLock:
             with owner._mutex:
                 call.parked = False
                 owner._parked.remove(call)
+            self.gave_up.set()
             return False
         if call.parked:  # run() taking the lock before parking
             return True
@@ -167,13 +172,17 @@ def test_a_parked_call_released_as_its_limit_passes_still_gets_its_result(
         await asyncio.sleep(0.3)
         return "driver"
 
+    call = ReleasedAsItGivesUp()
+
     async def quick() -> str:
+        while not call._lock.gave_up.is_set():  # finishes only once the limit has passed
+            await asyncio.sleep(0.001)
         return "parked"
 
     with ThreadPoolExecutor(1) as pool:
         driver = pool.submit(loop.run, drive())
         assert started.wait(5)
-        assert loop.run(quick(), ReleasedAsItGivesUp()) == "parked"
+        assert loop.run(quick(), call) == "parked"
         assert driver.result(5) == "driver"
 
 
@@ -537,3 +546,32 @@ def test_an_async_invocation_that_listens_for_the_disconnect_gets_it_after_respo
         assert response.status_code == 202
         assert done.wait(10)
     assert events == ["http.disconnect"]
+
+
+def test_a_web_request_cancelled_by_the_server_cancels_the_app(loop: SharedLoop) -> None:
+    cancelled: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append("app")
+            raise
+
+    web = WebFunction(Bridge(app, lifespan="off", loop=loop))
+
+    async def main() -> None:
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            raise AssertionError("nothing is sent for a request the server cancelled")
+
+        server_task = asyncio.get_running_loop().create_task(web(web_scope(), receive, send))
+        await asyncio.sleep(0.05)
+        server_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server_task
+
+    asyncio.run(main())
+    assert cancelled == ["app"]

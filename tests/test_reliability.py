@@ -495,6 +495,7 @@ def test_is_base64_encoded_is_honoured_only_when_it_is_true(loop: SharedLoop) ->
         ({"headers": {"x-a": 5}}, "The event's header 'x-a' is not a string."),
         ({"queryParameters": [1]}, "The event's queryParameters must be an object."),
         ({"body": 5}, "The event's body must be a string."),
+        ({"rawPath": "items"}, "The event's rawPath must start with '/', got 'items'."),
     ],
 )
 def test_malformed_event_fields_get_fcs_400(
