@@ -80,6 +80,20 @@ def test_serve_prints_its_address_mode_and_limits_and_runs_the_hooks(tmp_path: P
     assert events.read_text().splitlines() == ["startup", "shutdown"]
 
 
+def test_web_mode_logs_the_apps_startup_when_it_happens(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    with serving("tests.apps:app", "--mode", "web", env={apps.EVENTS: str(events)}) as served:
+        assert httpx.post(served.url + "/initialize").status_code == 200
+        assert events.read_text().splitlines() == ["startup"]
+    served_lines = served.output.splitlines()
+    banner = next(i for i, line in enumerate(served_lines) if "serving" in line)
+    started = [i for i, line in enumerate(served_lines) if "Application startup complete" in line]
+    # One line, the app's own (uvicorn's lifespan, which would claim it early, is off).
+    assert len(started) == 1 and started[0] > banner
+    assert "starts on POST /initialize or the first request" in served_lines[banner]
+    assert events.read_text().splitlines() == ["startup", "shutdown"]  # at SIGTERM
+
+
 @pytest.mark.parametrize("mode", ["fc3", "web"])
 def test_serve_other_modes(mode: str) -> None:
     with serving("tests.apps:app", "--mode", mode) as served:

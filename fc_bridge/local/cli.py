@@ -157,9 +157,27 @@ def serve(args: argparse.Namespace) -> int:
     if args.reload:  # uvicorn re-imports in a new process: it gets the options from there
         os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
         uvicorn.run("fc_bridge.local.cli:reloaded_app", factory=True, reload=True, **options)
+    elif isinstance(app, LocalWeb):
+        # No server-level lifespan: uvicorn would log "Application startup complete" while the
+        # app's startup waits for POST /initialize. The app logs its own startup when it runs,
+        # and its shutdown runs when the server stops.
+        config = uvicorn.Config(app, **{**options, "lifespan": "off"})
+        web_server(config, app).run()
     else:
         uvicorn.run(app, **options)
     return 0
+
+
+def web_server(config: Any, app: LocalWeb) -> Any:
+    """uvicorn's server, running the web function's lifespan shutdown as it stops."""
+    import uvicorn  # serve checked it is installed
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            await app.stop()
+
+    return Server(config)
 
 
 def reloaded_app() -> Any:

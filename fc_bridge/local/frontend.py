@@ -249,15 +249,19 @@ class LocalWeb:
         await self.web(scope, receive, discard)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        # The app's startup waits for the first request, as on FC without POST /initialize;
-        # this only makes sure its shutdown runs when the server stops.
+        # The app's startup waits for POST /initialize or the first request, as on FC; this
+        # only makes sure its shutdown runs when the server stops.
         await receive()
         await send({"type": "lifespan.startup.complete"})
         await receive()
+        await self.stop()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def stop(self) -> None:
+        """The server is stopping: let asynchronous invocations finish, then shut down."""
         if self._background:
             await asyncio.wait(self._background)
         await self.web.shutdown()
-        await send({"type": "lifespan.shutdown.complete"})
 
 
 def fc_headers(info: FunctionInfo, request_id: str, prefix: str) -> Headers:
