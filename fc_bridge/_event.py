@@ -109,8 +109,11 @@ def parse_event(
             (key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
         )
     domain = request.get("domainName")
-    if "host" not in names and isinstance(domain, str) and domain:
-        headers.append((b"host", domain.encode("idna")))
+    if "host" not in names:
+        if isinstance(domain, str) and domain:
+            headers.append((b"host", domain.encode("idna")))
+        elif options.host is not None:
+            headers.append((b"host", options.host.encode("idna")))
 
     body_text = event.get("body")
     if body_text is None:

@@ -95,6 +95,8 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
         headers = _headers(environ, "latin-1", "strict", length)
     else:
         headers = _headers(environ, "utf-8", "surrogatepass", length)
+    if options.host is not None and "HTTP_HOST" not in environ:
+        headers.append((b"host", options.host.encode("idna")))
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
     is_async = environ.get("HTTP_X_FC_INVOCATION_TYPE", "").lower() == "async"

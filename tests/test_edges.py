@@ -575,3 +575,19 @@ def test_a_web_request_cancelled_by_the_server_cancels_the_app(loop: SharedLoop)
 
     asyncio.run(main())
     assert cancelled == ["app"]
+
+
+def test_the_host_option_stands_in_for_a_missing_host_header(loop: SharedLoop) -> None:
+    hosts: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        hosts.append(dict(scope["headers"]).get(b"host"))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    handler = Bridge(app, lifespan="off", host="api.example.com", loop=loop)
+    fc_call(handler)  # FC 2.0 on a custom domain may pass no HTTP_HOST (fc2-environs case 2)
+    fc_call(handler, "GET", "/", [("Host", "sent.example.com")])
+    event = {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}}
+    handler(json.dumps(event), {})
+    assert hosts == [b"api.example.com", b"sent.example.com", b"api.example.com"]
