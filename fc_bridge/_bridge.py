@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import function_timeout, request_id
+from ._context import request_id
 from ._errors import ConfigError, LifespanError, UnsupportedEventError
 from ._event import describe, event_response, is_http_event, load_event, parse_event
 from ._headers import BUILTIN, PLAIN
@@ -16,7 +15,7 @@ from ._http import HTTPHandler, Response
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection, bad_request
 from ._loop import SharedLoop, shared_loop
-from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, Timeout
+from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, Timeout, hook_timeout
 from ._wsgi import parse_environ, write_response
 
 if TYPE_CHECKING:
@@ -178,12 +177,8 @@ class Bridge:
     def _other_event(self, event: object, context: ContextLike) -> Any:
         handler = self.options.on_event
         assert handler is not None
-        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)  # noqa: B004  # an object with async __call__
-        ):
-            return self._loop.run(handler(event, context))
         result = handler(event, context)
-        if inspect.isawaitable(result):
+        if inspect.isawaitable(result):  # a coroutine function, or an object with async __call__
             return self._loop.run(_awaited(result))
         return result
 
@@ -194,24 +189,39 @@ class Bridge:
         time (the function's timeout, else 300 s), so FC reports the failed initializer and
         retries it on a new instance instead of serving a half-started app.
         """
-        timeout = _hook_timeout(context, INITIALIZER_TIMEOUT)
-        self._loop.run(self._lifespan.within("startup", timeout, context))
-        if self._lifespan.failure is not None:
-            raise LifespanError(f"ASGI {self._lifespan.failure}")
+        failure = self._loop.run(self.run_hook("initializer", context))
+        if failure is not None:
+            raise LifespanError(f"ASGI {failure}")
 
     def pre_stop(self, context: ContextLike | None = None) -> None:
         """FC's pre_stop hook: run the app's lifespan shutdown (at most 90 s, or the function's
         timeout). Raises LifespanError if it fails."""
-        before = self._lifespan.failure
-        timeout = _hook_timeout(context, PRE_STOP_TIMEOUT)
-        self._loop.run(self._lifespan.within("shutdown", timeout))
-        if self._lifespan.failure is not None and self._lifespan.failure != before:
-            raise LifespanError(f"ASGI {self._lifespan.failure}")
+        failure = self._loop.run(self.run_hook("pre_stop", context))
+        if failure is not None:
+            raise LifespanError(f"ASGI {failure}")
 
     def pre_freeze(self, context: ContextLike | None = None) -> None:
         """FC's pre_freeze hook: give tasks earlier requests left running up to
         ``task_timeout`` seconds to finish before FC freezes the instance."""
-        self._loop.run(settle_tasks(self._http, self.options.task_timeout, request_id(context)))
+        self._loop.run(self.run_hook("pre_freeze", context))
+
+    async def run_hook(self, name: str, context: ContextLike | None = None) -> str | None:
+        """Run FC's lifecycle hook ``name`` (``"initializer"``, ``"pre_stop"`` or
+        ``"pre_freeze"``) on the running loop; the lifespan failure it caused, if any.
+
+        The hooks above run it on the shared loop; a web function's hook endpoints await it.
+        """
+        lifespan = self._lifespan
+        if name == "initializer":
+            timeout = hook_timeout(context, INITIALIZER_TIMEOUT)
+            await lifespan.within("startup", timeout, context)
+            return lifespan.failure
+        if name == "pre_stop":
+            before = lifespan.failure
+            await lifespan.within("shutdown", hook_timeout(context, PRE_STOP_TIMEOUT))
+            return lifespan.failure if lifespan.failure != before else None
+        await self._http.settle_leftovers(request_id(context))
+        return None
 
 
 bridge = Bridge
@@ -230,25 +240,5 @@ def _failed(exc: Exception, rid: str) -> Response:
     return Response.internal_error()
 
 
-def _hook_timeout(context: object, fallback: float) -> float:
-    timeout = function_timeout(context)
-    return fallback if timeout is None else min(timeout, fallback)
-
-
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
-
-
-async def settle_tasks(handler: HTTPHandler, timeout: float, rid: str) -> None:
-    """Give the tasks earlier requests left running up to ``timeout`` seconds to finish."""
-    pending = [task for task in handler.leftovers if not task.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
-        left = [task for task in pending if not task.done()]
-        if left:
-            logger.warning(
-                "%d task(s) still run as FC freezes the instance [request_id=%s]: %s",
-                len(left),
-                rid,
-                ", ".join(sorted(task.get_name() for task in left)),
-            )

@@ -95,12 +95,11 @@ class Exchange(Call):
     expired = False
     unready = False  # lifespan startup failed: answered 500 without running the app
     returned = False  # the app has returned (or raised)
-    armed = False  # the request waited once: its time bounds are armed
     error: BaseException | None = None
     spawned: list[asyncio.Task[Any]] | None = None
     _gone = False
     _gone_event: asyncio.Event | None = None
-    _timers: list[asyncio.TimerHandle] | None = None
+    _timers: list[asyncio.TimerHandle] | None = None  # set once the request waits: armed
 
     def __init__(
         self,
@@ -169,7 +168,7 @@ class Exchange(Call):
             if not message.get("more_body", False):
                 self.state = COMPLETE
                 self.hang_up()
-                if self.armed:
+                if self._timers is not None:  # armed: the request already waited once
                     self._arm_background(asyncio.get_running_loop())
             if not self.buffered:
                 await self._forward(message)
@@ -218,18 +217,16 @@ class Exchange(Call):
         if not isinstance(path, str):
             raise TypeError(f"Expected a str 'path' in 'http.response.pathsend', got {path!r}.")
         loop = asyncio.get_running_loop()
-        if self._server_send is not None:  # the server offered pathsend: it reads the file
-            if self.handler.limits.response_body is not None and not self.head:
+        if not self.buffered:  # the server offered pathsend: it reads the file
+            if self.limit is not None and not self.head:
                 self._grow(await loop.run_in_executor(None, os.path.getsize, path))
             self.state = COMPLETE
             await self._forward(message)
             return
         if not self.head:
             # Off the loop: a large file would stall every request in flight.
-            room = self.handler.limits.response_body
-            size, data = await loop.run_in_executor(
-                None, _read_file, path, None if room is None else room - self.size
-            )
+            room = None if self.limit is None else self.limit - self.size
+            size, data = await loop.run_in_executor(None, _read_file, path, room)
             self._grow(size)
             self.chunks.append(data)
         self.state = COMPLETE
@@ -256,7 +253,6 @@ class Exchange(Call):
 
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         self.task = task
-        self.armed = True
         self._timers = []
         if self.timeout is not None:
             self._timers.append(loop.call_at(self.started + self.timeout, self._expire))
@@ -269,7 +265,7 @@ class Exchange(Call):
             timer.cancel()
 
     def _arm_background(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._server_send is None and self.owner is not None:
+        if self.buffered and self.owner is not None:
             self._timers.append(loop.call_later(self.handler.task_timeout, self._overran))  # type: ignore[union-attr]
 
     def _expire(self) -> None:
@@ -298,7 +294,7 @@ class Exchange(Call):
                 "[request_id=%s]; answering 504 without it.",
                 self.request_id,
             )
-            self.settle(Response.rejection(timed_out(self.timeout or 0.0)))
+            self.settle(Response.rejection(self._timed_out()))
 
     def _overran(self) -> None:
         task = self.task
@@ -312,6 +308,9 @@ class Exchange(Call):
                 await_stack(task),
             )
             self.settle(self.response(None))
+
+    def _timed_out(self) -> Rejection:
+        return timed_out(self.timeout or 0.0)
 
     def wait_limit(self) -> float | None:
         if self.timeout is None:
@@ -331,7 +330,7 @@ class Exchange(Call):
             self.timeout,
             frame_stack(frame) if frame is not None else "  (unknown)",
         )
-        return Response.rejection(timed_out(self.timeout or 0.0))
+        return Response.rejection(self._timed_out())
 
     # What the request produced.
 
@@ -344,36 +343,35 @@ class Exchange(Call):
         if self.unready:
             return Response.internal_error()  # logged by the lifespan
         if self.expired and self.state != COMPLETE:
-            return Response.rejection(timed_out(self.timeout or 0.0))  # logged at the timeout
-        problem = self._problem(error)
-        if problem is not None:
-            return Response.internal_error(error if isinstance(error, Exception) else None)
-        return Response(
-            self.status, self.headers, self.chunks, error if isinstance(error, Exception) else None
-        )
+            return Response.rejection(self._timed_out())  # logged at the timeout
+        passed = error if isinstance(error, Exception) else None  # exc_info for WSGI servers
+        if not self._usable(error):
+            return Response.internal_error(passed)
+        return Response(self.status, self.headers, self.chunks, passed)
 
-    def _problem(self, error: BaseException | None) -> str | None:
-        """Log what went wrong, if anything; a reason when the response cannot be used."""
+    def _usable(self, error: BaseException | None) -> bool:
+        """Whether the app's response can be used; logs what went wrong, if anything."""
         if error is not None:
             logger.error(
                 "Exception in ASGI application [request_id=%s]", self.request_id, exc_info=error
             )
-            return None if self.state == COMPLETE else "error"
-        if self.state == NEW:
+        elif self.state == NEW:
             logger.error(
                 "ASGI callable returned without starting response [request_id=%s].",
                 self.request_id,
             )
-            return "unstarted"
-        if self.state == STARTED:
+        elif self.state == STARTED:
             logger.error(
                 "ASGI callable returned without completing response [request_id=%s].",
                 self.request_id,
             )
-            return "incomplete"
-        return None
+        return self.state == COMPLETE
 
-    async def finish_streamed(self, error: BaseException | None) -> None:
+    def result(self) -> Response | None:
+        """What the cycle returns: the buffered response; None when streamed."""
+        return self.response(self.error) if self.buffered else None
+
+    async def finish_streamed(self) -> None:
         """End a streamed response: the bridge's answer if the app's cannot be sent."""
         send = self._server_send
         assert send is not None
@@ -382,9 +380,9 @@ class Exchange(Call):
         elif self.unready:
             answer = None
         elif self.expired and self.state == NEW:
-            answer = timed_out(self.timeout or 0.0)
+            answer = self._timed_out()
         else:
-            if self._problem(error) is None or self.state != NEW:
+            if self._usable(self.error) or self.state != NEW:
                 return  # complete, or cut off after the start: the server ends the connection
             answer = None
         if answer is None:
@@ -458,7 +456,7 @@ class HTTPHandler:
         except asyncio.CancelledError:  # the server is going away: so does the request
             task.cancel()
             raise
-        await exchange.finish_streamed(exchange.error)
+        await exchange.finish_streamed()
 
     async def _cycle(self, exchange: Exchange) -> Response | None:
         """Run the app for one request: the response when buffered (else None), the exception
@@ -469,14 +467,13 @@ class HTTPHandler:
         next request is served as usual (README, "Failures").
         """
         scope = exchange.scope
-        error: BaseException | None = None
         try:
             lifespan = self.lifespan
             if not lifespan.ready and not await lifespan.wait_started(
                 scope["fc.context"], exchange.request_id
             ):
                 exchange.unready = True
-                return exchange.response(None) if exchange.buffered else None
+                return exchange.result()
             scope["state"] = lifespan.state.copy()
             exchange.spawned = track_spawned_tasks()
             await self.app(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]
@@ -485,39 +482,33 @@ class HTTPHandler:
                 exc = None  # type: ignore[assignment]  # logged when refused
             elif isinstance(exc, asyncio.CancelledError) and exchange.expired:
                 exc = None  # type: ignore[assignment]  # logged at the timeout
-            error = exchange.error = exc
+            exchange.error = exc
             if isinstance(exc, GeneratorExit):
-                # The coroutine is being closed: it may not await any more.
-                return exchange.response(error) if exchange.buffered else None
+                return exchange.result()  # the coroutine is being closed: no more awaits
+
         exchange.returned = True
         exchange.hang_up()
         if exchange.spawned and not exchange.expired:
             await self._wait_for(exchange.spawned, exchange.request_id)
-        return exchange.response(error) if exchange.buffered else None
+        return exchange.result()
 
     async def _wait_for(self, spawned: list[asyncio.Task[Any]], request_id: str) -> None:
         """Let the tasks the request started finish: FC may freeze the instance right after.
 
         Bounded by ``task_timeout``; tasks still running then are named in a warning and left
-        to progress whenever later requests run the loop.
+        to progress whenever later requests run the loop (pre_freeze waits for them again).
         """
         self.leftovers.update(spawned)  # pre_freeze may come before this wait is over
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.task_timeout
-        while pending := [task for task in spawned if not task.done()]:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                names = ", ".join(sorted(task.get_name() for task in pending))
-                logger.warning(
-                    "%d task(s) the request started still run after %gs and will be frozen "
-                    "with the instance [request_id=%s]: %s",
-                    len(pending),
-                    self.task_timeout,
-                    request_id,
-                    names,
-                )
-                break
-            await asyncio.wait(pending, timeout=remaining)
+        pending = await wait_for_tasks(spawned, self.task_timeout)
+        if pending:
+            logger.warning(
+                "%d task(s) the request started still run after %gs and will be frozen "
+                "with the instance [request_id=%s]: %s",
+                len(pending),
+                self.task_timeout,
+                request_id,
+                _names(pending),
+            )
         for task in spawned:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 logger.error(
@@ -525,6 +516,34 @@ class HTTPHandler:
                     request_id,
                     exc_info=task.exception(),
                 )
+
+    async def settle_leftovers(self, request_id: str) -> None:
+        """pre_freeze: give the tasks earlier requests left running ``task_timeout`` seconds."""
+        pending = await wait_for_tasks(list(self.leftovers), self.task_timeout)
+        if pending:
+            logger.warning(
+                "%d task(s) still run as FC freezes the instance [request_id=%s]: %s",
+                len(pending),
+                request_id,
+                _names(pending),
+            )
+
+
+async def wait_for_tasks(tasks: list[asyncio.Task[Any]], timeout: float) -> list[asyncio.Task[Any]]:
+    """Wait up to ``timeout`` seconds for ``tasks``, and for tasks added to the list meanwhile
+    (a task may start others); the ones still running then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending := [task for task in tasks if not task.done()]:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return pending
+        await asyncio.wait(pending, timeout=remaining)
+    return []
+
+
+def _names(tasks: list[asyncio.Task[Any]]) -> str:
+    return ", ".join(sorted(task.get_name() for task in tasks))
 
 
 def _as_bytes(body: object) -> bytes:

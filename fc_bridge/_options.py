@@ -125,6 +125,12 @@ class Options:
         return self.auto_timeout
 
 
+def hook_timeout(context: object, fallback: float) -> float:
+    """How long a lifecycle hook may take: the function's timeout, at most ``fallback``."""
+    timeout = function_timeout(context)
+    return fallback if timeout is None else min(timeout, fallback)
+
+
 def grace(timeout: float) -> float:
     """How long a cancelled request may take to wind down before its caller is released."""
     return min(MAX_GRACE, timeout / 10)

@@ -18,6 +18,10 @@ CREDENTIAL_HEADERS = frozenset(
 # instead of in 64 KiB chunks, each a round trip through a worker thread.
 BUFFERED_EXTENSIONS: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
 
+# The scope's "state" until the request reaches the app, which then gets its own copy of the
+# lifespan state (_http.HTTPHandler._cycle): a placeholder no app ever sees or changes.
+NO_STATE: dict[str, Any] = {}
+
 HTTP_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
 
 
@@ -53,7 +57,7 @@ def http_scope(
         "headers": headers,
         "client": client,
         "server": server,
-        "state": {},
+        "state": NO_STATE,
         "extensions": BUFFERED_EXTENSIONS.copy() if extensions is None else extensions,
         # FC's own context class goes as is; others may need hiding (see for_app).
         "fc.context": context if PLAIN_REPRS.get(type(context)) else for_app(context),

@@ -11,15 +11,15 @@ deployed: it imports nothing from ``fc_bridge.local``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._bridge import settle_tasks
 from ._context import FunctionInfo, context_from_headers
 from ._limits import Limits, Rejection, is_async_invocation
-from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT
-from ._scope import CREDENTIAL_HEADERS
+from ._scope import CREDENTIAL_HEADERS, NO_STATE
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
 from ._urls import resolve
@@ -47,7 +47,6 @@ class WebFunction:
         self.options = handler.options
         self.limits = handler.options.limits
         self.function = function or FunctionInfo.from_env()
-        self.lifespan = handler._lifespan
         self._http_handler = handler._http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,36 +71,21 @@ class WebFunction:
         # The server's own start and stop. The app's startup waits for POST /initialize (or the
         # first request), as on FC; shutdown runs when the server stops unless GET /pre-stop
         # already ran it. (fc-bridge serve runs the server without this: see local.cli.)
-        await receive()
-        await send({"type": "lifespan.startup.complete"})
-        await receive()
-        await self.shutdown()
-        await send({"type": "lifespan.shutdown.complete"})
+        await server_lifespan(receive, send, self.shutdown)
 
     async def shutdown(self) -> None:
         """The app's lifespan shutdown, bounded as FC's pre_stop hook is."""
-        await self.lifespan.within("shutdown", PRE_STOP_TIMEOUT)
+        await self.handler.run_hook("pre_stop")
 
     async def _hook(self, hook: str, scope: Scope, send: Send) -> None:
         context = context_from_headers(dict(scope["headers"]), self.function)
-        before = self.lifespan.failure
-        if hook == "initializer":
-            await self.lifespan.within(
-                "startup", min(INITIALIZER_TIMEOUT, context.function.timeout), context
-            )
-        elif hook == "pre_stop":
-            await self.shutdown()
-        else:
-            await settle_tasks(self._http_handler, self.options.task_timeout, context.request_id)
-        failure = self.lifespan.failure
-        failed = failure is not None and (hook == "initializer" or failure != before)
-        body = f"ASGI {failure}".encode() if failed else b""
+        failure = await self.handler.run_hook(hook, context)
+        body = f"ASGI {failure}".encode() if failure is not None else b""
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        if failed:
+        if failure is not None:
             headers.append(OWN_ERROR)
-        await send(
-            {"type": "http.response.start", "status": 500 if failed else 200, "headers": headers}
-        )
+        status = 500 if failure is not None else 200
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,7 +101,7 @@ class WebFunction:
         assert handler is not None
         try:
             result: Any = handler(body, context)
-            if hasattr(result, "__await__"):
+            if inspect.isawaitable(result):
                 result = await result
             if isinstance(result, str):
                 payload = result.encode()
@@ -163,12 +147,24 @@ class WebFunction:
                 headers, self.options.scheme, scope.get("scheme", "http"), forwarded
             ),
             "client": choose_client(headers, scope.get("client"), forwarded),
-            "state": {},
+            "state": NO_STATE,
             "extensions": dict(scope.get("extensions") or {}),
             "fc.context": context,
             "fc.request_uri": target,
         }
         await self._http_handler.streamed(app_scope, body, rid, context, receive, send)
+
+
+async def server_lifespan(
+    receive: Receive, send: Send, stop: Callable[[], Awaitable[None]]
+) -> None:
+    """A server's lifespan for a web function: started at once (the app's own startup waits
+    for FC), and ``stop`` run when the server stops."""
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    await stop()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def read_body(

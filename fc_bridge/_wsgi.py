@@ -13,8 +13,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from ._limits import Rejection, bad_request
+from ._scope import CREDENTIAL_HEADERS, http_scope
 from ._scope import client as choose_client
-from ._scope import http_scope
 from ._scope import scheme as choose_scheme
 from ._urls import decode_path, encode_path, resolve, split_uri
 
@@ -30,9 +30,7 @@ _NOT_HEADERS = frozenset(
         "HTTP_CONTENT_TYPE",
         "HTTP_CONTENT_LENGTH",
         # The function role's credentials: in the context only (see _scope.CREDENTIAL_HEADERS).
-        "HTTP_X_FC_ACCESS_KEY_ID",
-        "HTTP_X_FC_ACCESS_KEY_SECRET",
-        "HTTP_X_FC_SECURITY_TOKEN",
+        *("HTTP_" + name.decode().upper().replace("-", "_") for name in CREDENTIAL_HEADERS),
     }
 )
 FC_DEFAULT_TYPE = "application/octet-stream"  # what FC's runtime sets when a request has none

@@ -64,6 +64,17 @@ def fc_call(handler: Bridge, *args: Any, **kwargs: Any) -> RuntimeResponse:
     return call_wsgi(handler, fc_environ(*args, **kwargs))
 
 
+async def read_all(receive: Receive) -> bytes:
+    """The whole request body, however many messages it comes in."""
+    body = b""
+    while True:
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if not message.get("more_body"):
+            return body
+
+
 async def plain_lifespan(receive: Receive, send: Send) -> None:
     """A lifespan that starts and stops and does nothing else."""
     await receive()

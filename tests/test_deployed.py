@@ -147,4 +147,5 @@ def test_the_deployed_import_graph_has_no_cycle() -> None:
 
     for name in graph:
         walk(name)
-    assert "_web" in graph["__init__"] and "_bridge" in graph["_web"]
+    # The graph was read, not empty: the edges the package is built on are there.
+    assert "_web" in graph["__init__"] and "_http" in graph["_bridge"]

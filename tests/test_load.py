@@ -19,7 +19,7 @@ from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Receive, Scope, Send
 from fc_bridge.local import asgi_app
 
-from .conftest import FCContext, fc_call, running_server
+from .conftest import FCContext, fc_call, read_all, running_server
 
 request_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request", default=None)
 SIZES = [0, 1, 100, 4096, 65_536, 300_000, 1024 * 1024]
@@ -38,12 +38,7 @@ async def isolating_app(scope: Scope, receive: Receive, send: Send) -> None:
     leaked = [request_var.get(), scope["state"].get("mine")]
     request_var.set(rid)
     scope["state"]["mine"] = rid  # a change to this request's copy of the lifespan state
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_all(receive)
     reply = {
         "id": rid,
         "sha": hashlib.sha256(body).hexdigest(),

@@ -15,7 +15,7 @@ from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Receive, Scope, Send
 from fc_bridge.local.emulator import Invocation, call_event, call_wsgi, http_event, wsgi_environ
 
-from .conftest import PREFIX, FCContext
+from .conftest import PREFIX, FCContext, read_all
 
 LOOP = SharedLoop()
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,12 +47,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         return
     check_scope(dict(scope))
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_all(receive)
     reply = {
         "method": scope["method"],
         "raw_path": scope["raw_path"].decode("utf-8", "surrogateescape"),

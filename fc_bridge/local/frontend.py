@@ -19,7 +19,7 @@ from .._context import Credentials, FunctionInfo, make_context
 from .._errors import ConfigError
 from .._limits import Rejection, bad_request, is_async_invocation
 from .._options import check_path_prefix
-from .._web import WebFunction, read_body, send_rejection, target_of
+from .._web import WebFunction, read_body, send_rejection, server_lifespan, target_of
 from .emulator import (
     Invocation,
     RuntimeResponse,
@@ -55,6 +55,13 @@ def refused_fc_header(headers: Headers) -> Rejection | None:
                 "clients may not send it."
             )
     return None
+
+
+async def send_accepted(send: Send, rid: tuple[bytes, bytes]) -> None:
+    """FC's answer to an asynchronous invocation, at once: 202 and the request id."""
+    headers = [rid, (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _outside(path: str, prefix: str) -> Rejection | None:
@@ -149,9 +156,7 @@ class EmulatedFC:
             future = loop.run_in_executor(self._pool, call)
             self._background.add(future)
             future.add_done_callback(self._background.discard)
-            headers_out = [rid, (b"content-length", b"0")]
-            await send({"type": "http.response.start", "status": 202, "headers": headers_out})
-            await send({"type": "http.response.body", "body": b""})
+            await send_accepted(send, rid)
             return
         response = await loop.run_in_executor(self._pool, call)
         await self._send(send, response, rid)
@@ -225,9 +230,7 @@ class LocalWeb:
         task = asyncio.get_running_loop().create_task(self._later(fc_scope, body))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        headers_out = [rid, (b"content-length", b"0")]
-        await send({"type": "http.response.start", "status": 202, "headers": headers_out})
-        await send({"type": "http.response.body", "body": b""})
+        await send_accepted(send, rid)
 
     async def _later(self, scope: Scope, body: bytes) -> None:
         """Run an asynchronous invocation: FC's invoker is the client, and waits for the end."""
@@ -251,11 +254,7 @@ class LocalWeb:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # The app's startup waits for POST /initialize or the first request, as on FC; this
         # only makes sure its shutdown runs when the server stops.
-        await receive()
-        await send({"type": "lifespan.startup.complete"})
-        await receive()
-        await self.stop()
-        await send({"type": "lifespan.shutdown.complete"})
+        await server_lifespan(receive, send, self.stop)
 
     async def stop(self) -> None:
         """The server is stopping: let asynchronous invocations finish, then shut down."""
