@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._limits import Rejection, bad_request, bad_response, is_async_invocation
+from ._limits import Rejection, bad_request, bad_response
 from ._scope import CREDENTIAL_HEADERS, http_scope
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # Set-Cookie spellings a JSON object can hold apart (see _cookie_key): 2**9.
 MAX_COOKIES = 512
 _CREDENTIAL_NAMES = frozenset(name.decode() for name in CREDENTIAL_HEADERS)
+_SPECIAL_NAMES = _CREDENTIAL_NAMES | {"host", "x-fc-invocation-type"}
 
 # Bodies sent as text (when they are valid UTF-8); everything else goes base64-encoded.
 TEXT_TYPES = (
@@ -95,21 +96,24 @@ def parse_event(
     elif not isinstance(fields, dict):
         return bad_request(f"The event's headers must be an object, got {type(fields).__name__}.")
     headers: Headers = []
-    names = set()
-    secrets = False
+    has_host = secrets = is_async = False
     for name, value in fields.items():
         if not isinstance(value, str):
             return bad_request(f"The event's header {name!r} is not a string.")
         key = name.lower()
-        if key in _CREDENTIAL_NAMES:
-            secrets = True
-            continue
-        names.add(key)
+        if key in _SPECIAL_NAMES:
+            if key == "host":
+                has_host = True
+            elif key == "x-fc-invocation-type":
+                is_async = is_async or value.lower() == "async"
+            else:  # a credential
+                secrets = True
+                continue
         headers.append(
             (key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
         )
     domain = request.get("domainName")
-    if "host" not in names:
+    if not has_host:
         if isinstance(domain, str) and domain:
             headers.append((b"host", domain.encode("idna")))
         elif options.host is not None:
@@ -129,7 +133,6 @@ def parse_event(
         body = body_text.encode("utf-8", "surrogatepass")
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
-    is_async = is_async_invocation(headers)
     rejection = options.limits.check_request(target, headers, len(body), is_async=is_async)
     if rejection is not None:
         return rejection
@@ -166,7 +169,7 @@ def _query_string(parameters: Any) -> bytes:
     ``{"p": "a,b"}``), and a value may itself contain a comma, so the two cannot be told apart.
     The bridge does not guess: the app gets one value, ``"a,b"``, exactly as FC delivered it.
     """
-    if not isinstance(parameters, dict):
+    if not parameters or not isinstance(parameters, dict):
         return b""
     pairs = []
     for name, value in parameters.items():

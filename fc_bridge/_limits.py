@@ -114,17 +114,18 @@ class Limits:
         return hash(tuple(getattr(self, n) for n in FIELDS))
 
     def check_request(
-        self, target: int, headers: Headers, body: int, *, is_async: bool
+        self, target: int, headers: Headers, body: int, *, is_async: bool, uncounted: int = 0
     ) -> Rejection | None:
         """The 400 FC answers for a request over a limit, or None if the request is within them.
 
         ``target`` and ``body`` are lengths; ``headers`` are the request's headers. Headers FC
-        adds itself (``x-fc-*``, which clients may not send) do not count.
+        adds itself (``x-fc-*``, which clients may not send) do not count, nor ``uncounted``
+        bytes of others a runtime added after FC's gateway checked them.
         """
         if self.request_target is not None and target > self.request_target:
             return _too_large("request path and query", target, self.request_target, 400)
         if self.request_headers is not None:
-            size = _request_headers_size(headers)
+            size = _request_headers_size(headers) - uncounted
             if size > self.request_headers:
                 return _too_large("request headers", size, self.request_headers, 400)
         limit = self.async_request_body if is_async else self.request_body
@@ -162,7 +163,11 @@ def is_async_invocation(headers: Headers) -> bool:
 
 def _request_headers_size(headers: Headers) -> int:
     """Request headers, lower-case as the scope carries them, minus those FC adds (x-fc-*)."""
-    return sum(len(n) + len(v) for n, v in headers if not n.startswith(b"x-fc-"))
+    size = 0
+    for name, value in headers:
+        if name[:5] != b"x-fc-":
+            size += len(name) + len(value)
+    return size
 
 
 def _too_large(what: str, size: int, limit: int, status: int) -> Rejection:

@@ -117,7 +117,7 @@ class SharedLoop:
         self._mutex = threading.Lock()
         self._driver: Call | None = None
         self._parked: deque[Call] = deque()
-        self._polled = float("-inf")  # loop.time() when run_forever last polled I/O and timers
+        self._polled = float("-inf")  # loop.time() when the loop last polled I/O and timers
         # None: decided by the self-check when the loop is made; False: public API only.
         if fast_path is None and os.environ.get("FC_BRIDGE_FAST_PATH", "") == "0":
             fast_path = False
@@ -225,7 +225,7 @@ class SharedLoop:
         """A call's task is done or settled (on the loop): tell whoever waits on it."""
         if call is self._driver:
             # Ends run_forever after this iteration: the driver's own work is done. (Callbacks
-            # only run inside run_forever: a first step taken by _start_here runs none.)
+            # run only there and in _start_here's pass, which comes before the driver's task.)
             asyncio.get_running_loop().stop()
             return
         with self._mutex:
@@ -241,7 +241,7 @@ class SharedLoop:
         """Create the driver's task and take its first step right here, in this thread.
 
         Most requests never wait for I/O: their first step is the whole request. Taking it here
-        skips a pass of run_forever (selector poll, timers, setup and teardown), which costs
+        skips run_forever (its setup and teardown, a pass polling I/O and timers), which costs
         more than the rest of the bridge together. It is what the loop's next iteration would
         do, so callbacks due before it, and I/O and timers unpolled for POLL_INTERVAL, get one
         pass of the loop first: background tasks keep their pace while requests keep coming.
@@ -254,13 +254,12 @@ class SharedLoop:
             # Right after the task's first step: only a task that has to wait arms its bounds.
             loop.call_soon(_after_first_step, loop, call, task)
             return task
-        if loop._ready or loop.time() - self._polled > POLL_INTERVAL:  # type: ignore[attr-defined]
-            loop.call_soon(loop.stop)
-            try:
-                loop.run_forever()
-            finally:
+        poll = bool(loop._ready) or loop.time() - self._polled > POLL_INTERVAL  # type: ignore[attr-defined]
+        try:
+            task = _first_step_here(loop, coro, thread, poll)
+        finally:
+            if poll:
                 self._polled = loop.time()
-        task = _first_step_here(loop, coro, thread)
         if not task.done():
             task.add_done_callback(lambda task: self._finished(call))
             call.suspended(loop, task)
@@ -330,12 +329,15 @@ def _after_first_step(loop: asyncio.AbstractEventLoop, call: Call, task: asyncio
 
 
 def _first_step_here(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], thread: int
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], thread: int, poll: bool
 ) -> asyncio.Task[T]:
-    """A task for ``coro`` whose first step is taken now, in this thread, as the loop would.
+    """A task for ``coro`` whose first step is taken now, in this thread, as the loop would;
+    with ``poll``, after one pass of the loop (ready callbacks, I/O and timers due, no wait).
 
     Uses asyncio internals (``_thread_id``, the asyncgen hooks, ``_set_running_loop``,
-    ``_ready``): ``_fast_path_works`` checks them before the loop is first used.
+    ``_ready``, ``_stopping``, ``_run_once``): ``_fast_path_works`` checks them before the loop
+    is first used. The pass is ``run_forever``'s own step, without its setup and teardown (a
+    quarter of its cost); ``_stopping`` makes it poll without waiting, as ``loop.stop()`` would.
     """
     hooks = sys.get_asyncgen_hooks()
     loop._thread_id = thread  # type: ignore[attr-defined]  # is_running()
@@ -345,6 +347,15 @@ def _first_step_here(
     )
     asyncio._set_running_loop(loop)
     try:
+        if poll:
+            loop._stopping = True  # type: ignore[attr-defined]
+            try:
+                loop._run_once()  # type: ignore[attr-defined]
+            except BaseException:  # KeyboardInterrupt from a callback: the request never ran
+                coro.close()
+                raise
+            finally:
+                loop._stopping = False  # type: ignore[attr-defined]
         if EAGER_TASKS:  # pragma: >=3.12 cover
             return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         task = asyncio.Task(coro, loop=loop)  # pragma: <3.12 cover
@@ -371,12 +382,16 @@ def _fast_path_works(loop: asyncio.AbstractEventLoop) -> bool:
         ready = loop._ready  # type: ignore[attr-defined]
         assert isinstance(ready, deque) and not ready
         assert loop._thread_id is None  # type: ignore[attr-defined]
+        assert loop._stopping is False  # type: ignore[attr-defined]
+        polled: list[bool] = []
+        loop.call_soon(polled.append, True)
         probe = _probe()
         try:
-            task = _first_step_here(loop, probe, threading.get_ident())
+            task = _first_step_here(loop, probe, threading.get_ident(), True)
         except BaseException:
             probe.close()
             raise
+        assert polled == [True] and loop._stopping is False  # type: ignore[attr-defined]
         running, current, seen = task.result()
         assert running is True and current is task and seen is loop
         assert not loop.is_running() and asyncio._get_running_loop() is None

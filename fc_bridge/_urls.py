@@ -34,7 +34,9 @@ def resolve(raw_path: bytes, root_path: str | None) -> tuple[str, str, bytes]:
     detected prefix; a path that does not start with it yet gets it prepended, so the app sees
     the same full path whether or not a proxy in front stripped the root path.
     """
-    match = FC_PREFIX.match(raw_path)
+    match = FC_PREFIX.match(raw_path) if raw_path.startswith(b"/2016-08-15/") else None
+    if match is None and root_path is None:  # a custom domain: the common case
+        return "", decode_path(raw_path), raw_path
     if match is not None:
         prefix, rest = match.group(), raw_path[match.end() :]
         if rest[:1] != b"/":  # FC calls the function's bare prefix with PATH_INFO "/"

@@ -35,8 +35,10 @@ _NOT_HEADERS = frozenset(
 )
 FC_DEFAULT_TYPE = "application/octet-stream"  # what FC's runtime sets when a request has none
 FC_DEFAULT_HEADER = (b"content-type", FC_DEFAULT_TYPE.encode())
+_DEFAULT_HEADER_SIZE = len(FC_DEFAULT_HEADER[0]) + len(FC_DEFAULT_HEADER[1])
 
-# "HTTP_USER_AGENT" -> b"user-agent": the same few names arrive on every request.
+# "HTTP_USER_AGENT" -> b"user-agent", "wsgi.input" -> b"" (no header): the same few keys
+# arrive on every request.
 _header_names: dict[str, bytes] = {}
 _os_http_variables: dict[str, str] | None = None
 
@@ -101,8 +103,10 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
     # FC's gateway checked the headers the client sent, before its runtime added a default
     # Content-Type: so the default does not count (undercounting here cannot reject a
     # request FC accepted; counting it could).
-    counted = [h for h in headers if h != FC_DEFAULT_HEADER] if uri is not None else headers
-    rejection = limits.check_request(target, counted, length, is_async=is_async)
+    uncounted = _DEFAULT_HEADER_SIZE if uri is not None and FC_DEFAULT_HEADER in headers else 0
+    rejection = limits.check_request(
+        target, headers, length, is_async=is_async, uncounted=uncounted
+    )
     if rejection is not None:
         return rejection
     stream: WSGIInput | None = environ.get("wsgi.input")
@@ -155,20 +159,30 @@ def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> H
     # see none, as under uvicorn.
     if length or "HTTP_CONTENT_LENGTH" in environ:
         headers.append((b"content-length", str(length).encode()))
-    from_os = _environment_http_variables() if encoding == "utf-8" else {}
+    from_os = _environment_http_variables() if encoding == "utf-8" else None
     names = _header_names
     for key, value in environ.items():
-        if not key.startswith("HTTP_") or key in _NOT_HEADERS:
+        name = names.get(key)
+        if name is None:
+            name = _header_name(key, encoding, errors)
+        if not name:  # not a header: b""
             continue
         if from_os and from_os.get(key) == value:
             continue
-        name = names.get(key)
-        if name is None:
-            name = key[5:].replace("_", "-").lower().encode(encoding, errors)
-            if key.isascii() and len(names) < 4096:  # the same bytes in either encoding
-                names[key] = name
         headers.append((name, value.encode(encoding, errors)))
     return headers
+
+
+def _header_name(key: str, encoding: str, errors: str) -> bytes:
+    """The header name an environ key stands for (``HTTP_USER_AGENT``: ``b"user-agent"``), or
+    ``b""`` for a key that is no request header; remembered, as the same keys come every time."""
+    if not key.startswith("HTTP_") or key in _NOT_HEADERS:
+        name = b""
+    else:
+        name = key[5:].replace("_", "-").lower().encode(encoding, errors)
+    if key.isascii() and len(_header_names) < 4096:  # the same bytes in either encoding
+        _header_names[key] = name
+    return name
 
 
 def _read_exactly(stream: WSGIInput, length: int) -> bytes:

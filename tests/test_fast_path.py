@@ -66,6 +66,38 @@ def test_a_request_that_needs_no_io_takes_no_pass_of_the_loop(
     assert loop.fast_path
 
 
+def test_callbacks_due_run_in_one_pass_before_the_next_request_and_an_interrupt_there_stops_it(
+    loop: SharedLoop, counted: CountingSelector
+) -> None:
+    paths: list[str] = []
+    ran: list[str] = []
+
+    def interrupt() -> None:
+        ran.append("callback")
+        raise KeyboardInterrupt
+
+    async def arming(scope: Scope, receive: Receive, send: Send) -> None:
+        paths.append(scope["path"])
+        if scope["path"] == "/callback":  # due on the loop's next pass, after this request
+            asyncio.get_running_loop().call_soon(ran.append, "callback")
+        if scope["path"] == "/interrupt":
+            asyncio.get_running_loop().call_soon(interrupt)
+        await app(scope, receive, send)
+
+    handler = Bridge(arming, lifespan="off", loop=loop)
+    assert fc_call(handler, "GET", "/callback").status == 200
+    assert ran == []  # the request finished in its first step: no pass of the loop after it
+    assert fc_call(handler, "GET", "/next").status == 200
+    assert ran == ["callback"] and counted.polls == 1  # one pass, before the request
+    assert fc_call(handler, "GET", "/interrupt").status == 200
+    with pytest.raises(KeyboardInterrupt):
+        fc_call(handler, "GET", "/never")  # the interrupt leaves the handler, as in run_forever
+    assert fc_call(handler, "GET", "/after").status == 200
+    # The interrupted request never reached the app, and its coroutine was closed, not leaked
+    # (an unawaited coroutine's warning fails the test suite).
+    assert paths == ["/callback", "/next", "/interrupt", "/after"]
+
+
 def test_an_uncontended_request_runs_in_the_calling_thread_on_a_running_loop(
     loop: SharedLoop, counted: CountingSelector
 ) -> None:
