@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._limits import Rejection, bad_request, bad_response
-from ._scope import CREDENTIAL_HEADERS, http_scope
+from ._scope import CREDENTIAL_HEADERS, http_scope, server_of
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
 from ._urls import resolve
@@ -96,14 +96,15 @@ def parse_event(
     elif not isinstance(fields, dict):
         return bad_request(f"The event's headers must be an object, got {type(fields).__name__}.")
     headers: Headers = []
-    has_host = secrets = is_async = False
+    host: str | None = None
+    secrets = is_async = False
     for name, value in fields.items():
         if not isinstance(value, str):
             return bad_request(f"The event's header {name!r} is not a string.")
         key = name.lower()
         if key in _SPECIAL_NAMES:
             if key == "host":
-                has_host = True
+                host = value
             elif key == "x-fc-invocation-type":
                 is_async = is_async or value.lower() == "async"
             else:  # a credential
@@ -112,12 +113,13 @@ def parse_event(
         headers.append(
             (key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
         )
-    domain = request.get("domainName")
-    if not has_host:
-        if isinstance(domain, str) and domain:
-            headers.append((b"host", domain.encode("idna")))
-        elif options.host is not None:
-            headers.append((b"host", options.host.encode("idna")))
+    if host is None:  # FC's own sample events carry none: the function URL's domain
+        host = options.host
+        if host is None:
+            domain = request.get("domainName")
+            host = domain if isinstance(domain, str) and domain else None
+        if host is not None:
+            headers.append((b"host", host.encode("idna")))
 
     body_text = event.get("body")
     if body_text is None:
@@ -149,7 +151,7 @@ def parse_event(
         query=query,
         headers=headers,
         client=choose_client(headers, reported, forwarded) if forwarded else reported,
-        server=(domain, 443 if scheme == "https" else 80) if domain else None,
+        server=server_of(host, scheme) if host else None,
         context=context,
         uri=raw + ("?" + query.decode("ascii") if query else ""),
     )

@@ -65,6 +65,14 @@ def http_scope(
     }
 
 
+def server_of(host: str, scheme: str) -> tuple[str, int | None]:
+    """The scope's ``server`` for a request to ``host`` (a Host header: name, maybe a port)."""
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and (not name.startswith("[") or name.endswith("]")):
+        return name, int(port)
+    return host, 443 if scheme == "https" else 80
+
+
 def scheme(headers: Headers, option: str, reported: str, forwarded: int) -> str:
     """The URL scheme the app sees: the ``scheme`` option, else what the platform ``reported``
     (FC 2.0 always reports http, even for HTTPS clients), or, with ``forwarded`` proxies

@@ -8,12 +8,14 @@ PEP 3333 way, so the handler also runs under wsgiref, gunicorn or a test client.
 
 from __future__ import annotations
 
+import logging
 import os
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from ._context import field
 from ._limits import Rejection, bad_request
-from ._scope import CREDENTIAL_HEADERS, http_scope
+from ._scope import CREDENTIAL_HEADERS, http_scope, server_of
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
 from ._urls import decode_path, encode_path, resolve, split_uri
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from ._http import Response
     from ._options import Options
     from ._types import Headers, HTTPScope, StartResponse, WSGIEnviron, WSGIInput
+
+logger = logging.getLogger("fc_bridge")
 
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
@@ -41,6 +45,7 @@ _DEFAULT_HEADER_SIZE = len(FC_DEFAULT_HEADER[0]) + len(FC_DEFAULT_HEADER[1])
 # arrive on every request.
 _header_names: dict[str, bytes] = {}
 _os_http_variables: dict[str, str] | None = None
+_warned_no_host = False
 
 
 def _utf8(text: str) -> bytes:
@@ -95,8 +100,13 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
         headers = _headers(environ, "latin-1", "strict", length)
     else:
         headers = _headers(environ, "utf-8", "surrogatepass", length)
-    if options.host is not None and "HTTP_HOST" not in environ:
-        headers.append((b"host", options.host.encode("idna")))
+    host: str | None = environ.get("HTTP_HOST")
+    if host is None:
+        host = options.host
+        if host is None and uri is not None:
+            host = _fc_host(environ.get("fc.context"), raw_path)
+        if host is not None:
+            headers.append((b"host", host.encode("idna")))
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
     is_async = environ.get("HTTP_X_FC_INVOCATION_TYPE", "").lower() == "async"
@@ -127,25 +137,54 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
         )
 
     remote = environ.get("REMOTE_ADDR")
-    server_name = environ.get("SERVER_NAME")
-    server_port = environ.get("SERVER_PORT")
     forwarded = options.forwarded
     reported = (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None
+    scheme = choose_scheme(
+        headers, options.scheme, environ.get("wsgi.url_scheme") or "http", forwarded
+    )
+    if uri is not None:  # FC's SERVER_NAME is its runtime's ("FCRUNTIME"): the host instead
+        server = server_of(host, scheme) if host else None
+    else:
+        server_name = environ.get("SERVER_NAME")
+        server_port = environ.get("SERVER_PORT")
+        server = (server_name, int(server_port) if server_port else None) if server_name else None
     scope = http_scope(
         method=method,
-        scheme=choose_scheme(
-            headers, options.scheme, environ.get("wsgi.url_scheme") or "http", forwarded
-        ),
+        scheme=scheme,
         protocol=environ.get("SERVER_PROTOCOL"),
         paths=(root, path, raw_path),
         query=query,
         headers=headers,
         client=choose_client(headers, reported, forwarded) if forwarded else reported,
-        server=(server_name, int(server_port) if server_port else None) if server_name else None,
+        server=server,
         context=environ.get("fc.context"),
         uri=uri if uri is not None else "",
     )
     return scope, body
+
+
+def _fc_host(context: object, raw_path: bytes) -> str | None:
+    """The host of a request FC 2.0 passed without one (its runtime drops the gateway's).
+
+    On FC's default address (the path carries FC's prefix) that is the function's default
+    domain, ``<account_id>.<region>.fc.aliyuncs.com``, from the context. A custom domain
+    cannot be known: the ``host`` option names it, and without one the app sees no host and
+    builds relative URLs (warned once), never ones naming FC's runtime.
+    """
+    if raw_path.startswith(b"/2016-08-15/proxy/"):
+        account = field(context, "account_id")
+        region = field(context, "region")
+        if isinstance(account, str) and isinstance(region, str) and account and region:
+            return f"{account}.{region}.fc.aliyuncs.com"
+    global _warned_no_host
+    if not _warned_no_host:
+        _warned_no_host = True
+        logger.warning(
+            "FC passed a request without a Host header (FC 2.0 on a custom domain does): "
+            "the app sees no host, so URLs it builds have none; "
+            'name the domain with bridge(app, host="api.example.com") (warned once).'
+        )
+    return None
 
 
 def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> Headers:

@@ -234,7 +234,7 @@ def test_a_failure_inside_the_bridge_is_a_logged_500_not_an_escaping_exception(
     loop: SharedLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
     environ = fc_environ()
-    environ["SERVER_PORT"] = "not-a-port"  # int() fails while the scope is built
+    environ["REMOTE_PORT"] = "not-a-port"  # int() fails while the scope is built
     with caplog.at_level(logging.ERROR):
         response = fc_call_environ(Bridge(raises_before_response, loop=loop), environ)
     assert (response.status, response.body) == (500, b"Internal Server Error")

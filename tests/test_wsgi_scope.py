@@ -84,7 +84,7 @@ def test_whole_scope_on_fcs_default_address(handler: Bridge) -> None:
                 (b"x-fc-function-handler", b"main.handler"),
             ],
             "client": ("203.0.113.7", 0),
-            "server": ("FCRUNTIME", 9000),
+            "server": ("123.cn-hangzhou.fc.aliyuncs.com", 80),  # not FC's "FCRUNTIME", 9000
             "state": {"opened": "db"},
             "extensions": {"http.response.pathsend": {}},
             "fc.context": shown,
@@ -397,3 +397,23 @@ def test_explicit_root_path_wins_over_script_name(loop: SharedLoop) -> None:
 def test_non_ascii_header_names_are_encoded_each_time(handler: Bridge) -> None:
     fc_call(handler, "GET", "/", [("X-Zoë", "1"), ("X-Zoë", "2")])
     assert ("x-zoë".encode(), b"1,2") in seen[0]["scope"]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme", "server"),
+    [
+        ("api.example.com", "http", ("api.example.com", 80)),
+        ("api.example.com", "https", ("api.example.com", 443)),
+        ("api.example.com:8080", "http", ("api.example.com", 8080)),
+        ("[2001:db8::1]:9000", "https", ("[2001:db8::1]", 9000)),
+        ("[2001:db8::1]", "https", ("[2001:db8::1]", 443)),
+        ("api.example.com:x", "http", ("api.example.com:x", 80)),
+    ],
+)
+def test_the_scopes_server_is_the_host_the_client_asked_for(
+    host: str, scheme: str, server: tuple[str, int], loop: SharedLoop
+) -> None:
+    seen.clear()
+    handler = Bridge(recorder, lifespan="off", scheme=scheme, loop=loop)
+    fc_call(handler, "GET", "/", [("Host", host)])
+    assert seen[0]["scope"]["server"] == server
