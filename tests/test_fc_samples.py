@@ -40,7 +40,9 @@ if not SAMPLES.is_dir():  # pragma: no cover  # present here and in CI
 
 FC2 = json.loads((SAMPLES / "fc2-environs.json").read_text())["cases"]
 FC3_HTTP = ["http.json", "http-e2e.json"]
-FC3_OTHER = sorted(p.name for p in (SAMPLES / "fc3-events").glob("*.json") if p.name not in FC3_HTTP)
+FC3_OTHER = sorted(
+    path.name for path in (SAMPLES / "fc3-events").glob("*.json") if path.name not in FC3_HTTP
+)
 
 
 class SampleContext(FCContext):
@@ -189,7 +191,8 @@ def test_fc3_http_samples_reach_the_app_with_the_function_urls_host(
     name: str, loop: SharedLoop
 ) -> None:
     event = json.loads(load_fc3(name))
-    response = call_event(Bridge(app, lifespan="off", loop=loop), load_fc3(name), FC3SampleContext())
+    handler = Bridge(app, lifespan="off", loop=loop)
+    response = call_event(handler, load_fc3(name), FC3SampleContext())
     assert response.status == 200
     seen = json.loads(response.body)
     domain = event["requestContext"]["domainName"]  # the sample has no Host header
