@@ -46,13 +46,15 @@ class Bridge:
         root_path: the ASGI ``root_path`` to use instead of the one detected from FC's URL
             prefix (``/2016-08-15/proxy/<service>/<function>`` on FC's default address).
         limits: FC's size limits to enforce; :class:`Limits` defaults are FC's own.
-        scheme: the URL scheme the app sees: ``"auto"`` is what FC reports (``http`` on FC
-            2.0, even behind an HTTPS custom domain; ``https`` on FC 3.0); ``"https"`` or
-            ``"http"`` fix it.
+        scheme: the URL scheme the app sees: ``"auto"`` is what FC reports on FC 2.0
+            (``http``, even behind an HTTPS custom domain) and ``https`` on FC 3.0, whose event
+            does not say; ``"https"`` or ``"http"`` fix it.
         forwarded: how many proxies in front of FC to trust. ``0`` (default) ignores
             ``X-Forwarded-Proto`` and ``X-Forwarded-For``, which any client can send; with
             ``n``, the scheme and client address come from the ``n``-th value from the right.
-        host: the host name the app sees when the request has no ``Host`` header.
+        host: the host name the app sees when FC passes no ``Host`` header (FC 2.0 on a
+            custom domain). Without it: FC's default domain where FC tells it (FC 3.0's
+            ``domainName``; FC 2.0's default address, from the context), else no host.
         timeout: seconds a request may run before the bridge cancels it and answers 504.
             ``"auto"`` (default) is the function's timeout from FC's context less a margin
             (a fifth of it, at most 3 s), so the answer and the log record saying where the

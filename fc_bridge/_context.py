@@ -179,24 +179,24 @@ class FunctionInfo:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in fields(cls):
-            variable = ENVIRONMENT.get(field.name)
-            text = environ.get(variable) if variable else None
+            text = next(filter(None, (environ.get(v) for v in ENVIRONMENT.get(field.name, ()))), "")
             if text:
                 values[field.name] = int(text) if field.type == "int" and text.isdigit() else text
         values.update({k: v for k, v in options.items() if v is not None})
         return replace(cls(), **values)
 
 
+# The variables FC's runtimes set, first one found wins (FC_FACTS section 8). FC sets none for
+# the timeout: it comes from an option, or a web function's x-fc-function-timeout header.
 ENVIRONMENT = {
-    "name": "FC_FUNCTION_NAME",
-    "handler": "FC_FUNCTION_HANDLER",
-    "memory": "FC_FUNCTION_MEMORY_SIZE",
-    "timeout": "FC_FUNCTION_TIMEOUT",
-    "region": "FC_REGION",
-    "account_id": "FC_ACCOUNT_ID",
-    "service": "FC_SERVICE_NAME",
-    "qualifier": "FC_QUALIFIER",
-    "version_id": "FC_VERSION_ID",
+    "name": ("FC_FUNCTION_NAME",),
+    "handler": ("FC_FUNCTION_HANDLER",),
+    "memory": ("FC_FUNCTION_MEMORY_SIZE",),
+    "region": ("FC_REGION",),
+    "account_id": ("FC_ACCOUNT_ID",),
+    "service": ("FC_SERVICE_NAME",),
+    "qualifier": ("FC_QUALIFIER",),
+    "version_id": ("FC_FUNCTION_VERSION", "FC_VER_ID"),  # Debian 11+ runtimes; Debian 10
 }
 
 

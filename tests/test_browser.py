@@ -62,3 +62,16 @@ def test_swagger_ui_renders_the_examples_operations_under_the_prefix(tmp_path: P
     paths = set(re.findall(r'class="opblock-summary-path"[^>]*data-path="([^"]+)"', dom))
     assert {"/items/{item_id}", "/items", "/upload", "/login", "/stream"} <= paths
     assert "Failed to load API definition" not in dom
+
+
+@pytest.mark.parametrize("mode", ["fc2", "fc3"])
+def test_the_cookie_check_recipe_finds_every_cookie_in_a_real_browser(
+    mode: str, tmp_path: Path
+) -> None:
+    # The README's recipe for checking Set-Cookie on a deployment, run against the local
+    # front ends: on FC 3.0 the three cookies travel as case-varied keys of one JSON object.
+    prefix = PREFIX if mode == "fc2" else None
+    with running_server(asgi_app(Bridge(main.app), mode, prefix=prefix)) as url:
+        dom = rendered_dom(f"{url}{prefix or ''}/cookies/set", tmp_path / "profile")
+    assert '"all_arrived":true' in dom, dom[-500:]
+    assert '"received":["fcb_one","fcb_two","fcb_three"]' in dom

@@ -324,3 +324,36 @@ def test_serve_hands_uvicorn_the_front_end_and_fcs_options(
     else:
         assert isinstance(app, EmulatedFC)
         assert app.concurrency == 2
+
+
+def test_serve_listens_where_fc_says_in_fc_custom_listen_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    port = free_port()
+    monkeypatch.setenv("FC_CUSTOM_LISTEN_PORT", str(port))
+    monkeypatch.setenv("PORT", "1")  # FC's variable comes first
+    assert main(["serve", "tests.apps:app"]) == 0
+    assert calls[0]["port"] == port
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "70000"], "argument --port: '70000' is not a port number from 1 to 65535"),
+        (["--port", "http"], "argument --port: 'http' is not a port number from 1 to 65535"),
+        (["--memory", "-5"], "argument --memory: '-5' is not a whole number above 0"),
+        (["--timeout", "0"], "argument --timeout: '0' is not a whole number above 0"),
+        (["--concurrency", "0"], "argument --concurrency: '0' is not a whole number above 0"),
+    ],
+)
+def test_bad_numbers_get_one_line_naming_the_value_and_exit_code_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "tests.apps:app", *argv])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"fc-bridge serve: error: {message}"

@@ -57,6 +57,14 @@ def test_escaping_exception_becomes_502_unhandled_invocation_error() -> None:
     assert response.headers["X-Fc-Error-Type"] == ["UnhandledInvocationError"]
     payload = json.loads(response.body)
     assert (payload["errorType"], payload["errorMessage"]) == ("Boom", "escaped")
+    # FC's runtime: frames as [file, line, function, code], JSON indented by 4, keys sorted.
+    assert payload["stackTrace"][-1] == [
+        __file__,
+        broken.__code__.co_firstlineno + 1,
+        "broken",
+        'raise Boom("escaped")',
+    ]
+    assert response.body.decode() == json.dumps(payload, indent=4, sort_keys=True)
 
 
 def test_str_chunks_and_write_calls_are_joined_and_exc_info_ignored() -> None:

@@ -151,3 +151,20 @@ def test_whoami_reports_the_context_without_its_secrets(fc: Generation) -> None:
         "has_credentials": True,
         "root_path": fc.prefix,
     }
+
+
+def test_the_cookie_check_sets_three_cookies_that_each_hold_a_comma(fc: Generation) -> None:
+    response = fc.call("GET", "/cookies/set")
+    assert response.status == 303
+    cookies = next(v for k, v in response.headers.items() if k.lower() == "set-cookie")
+    assert [c.split(";")[0] for c in cookies] == ["fcb_one=1", "fcb_two=1", "fcb_three=1"]
+    assert all("expires=" in c.lower() and "," in c for c in cookies)
+    assert response.header("location") == fc.prefix + "/cookies/check"
+    sent = "; ".join(c.split(";")[0] for c in cookies)
+    check = fc.call("GET", "/cookies/check", [("Cookie", sent)])
+    assert json.loads(check.body) == {
+        "received": ["fcb_one", "fcb_two", "fcb_three"],
+        "all_arrived": True,
+    }
+    partial = fc.call("GET", "/cookies/check", [("Cookie", "fcb_one=1")])
+    assert json.loads(partial.body)["all_arrived"] is False

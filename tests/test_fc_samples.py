@@ -116,9 +116,10 @@ async def where(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/{path:path}", where, methods=["GET", "POST", "HEAD"])])
 
 
-def answer(handler: Bridge, case: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    context = SampleContext(account_id="acct")
-    environ = sample_environ(case, context)
+def answer(
+    handler: Bridge, case: dict[str, Any], drop: tuple[str, ...] = (), account_id: str = "acct"
+) -> dict[str, Any]:
+    environ = sample_environ(case, SampleContext(account_id=account_id))
     for key in drop:
         del environ[key]
     response = call_wsgi(handler, environ)
@@ -152,6 +153,16 @@ def test_without_a_host_on_fcs_default_address_the_app_sees_the_default_domain(
     assert (seen["host"], seen["server"]) == (domain, [domain, 80])
     assert seen["url"] == f"http://{domain}/2016-08-15/proxy/svc/fn/items/a b?q=1&q=2&z=%2F"
     assert seen["for"] == f"http://{domain}/2016-08-15/proxy/svc/fn/x"
+
+
+def test_without_a_host_or_an_account_in_the_context_the_app_sees_no_host(
+    loop: SharedLoop,
+) -> None:
+    [case] = [c for c in FC2 if c["title"].startswith("GET on the default address")]
+    handler = Bridge(app, lifespan="off", loop=loop)
+    seen = answer(handler, case, drop=("HTTP_HOST",), account_id="")
+    assert (seen["host"], seen["server"]) == (None, None)
+    assert seen["url"].startswith("/2016-08-15/proxy/svc/fn/items/")
 
 
 def test_without_a_host_on_a_custom_domain_urls_are_relative_and_a_warning_names_the_option(

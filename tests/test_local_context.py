@@ -29,6 +29,22 @@ def test_function_info_from_options_then_environment() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("environ", "version"),
+    [
+        ({"FC_FUNCTION_VERSION": "7"}, "7"),  # Debian 11+ runtimes
+        ({"FC_VER_ID": "3"}, "3"),  # Debian 10 runtimes
+        ({"FC_FUNCTION_VERSION": "7", "FC_VER_ID": "3"}, "7"),
+        ({"FC_VERSION_ID": "9", "FC_FUNCTION_TIMEOUT": "5"}, ""),  # FC sets neither
+    ],
+)
+def test_function_info_reads_the_variables_fc_really_sets(
+    environ: dict[str, str], version: str
+) -> None:
+    info = FunctionInfo.from_env(environ)
+    assert (info.version_id, info.timeout) == (version, 60)
+
+
 def test_fc2_context_has_fc2s_fields_and_a_fresh_request_id() -> None:
     info = FunctionInfo(name="fn", handler="main.handler", memory=256, timeout=30)
     first, second = (make_context(info, 2) for _ in range(2))

@@ -118,6 +118,26 @@ async def me(session: Annotated[str | None, Cookie()] = None) -> dict[str, str]:
     return {"session": session}
 
 
+# Checking Set-Cookie on your deployment (README): FC 3.0 returns headers as a JSON object,
+# and how its gateway turns several Set-Cookie values back into header lines is undocumented.
+# Open /cookies/set in a browser: /cookies/check then says whether all three cookies arrived.
+CHECKED_COOKIES = ("fcb_one", "fcb_two", "fcb_three")
+
+
+@app.get("/cookies/set")
+async def set_cookies(request: Request) -> RedirectResponse:
+    response = RedirectResponse(request.url_for("check_cookies").path, status_code=303)
+    for name in CHECKED_COOKIES:  # Expires holds a comma: joined values would break there
+        response.set_cookie(name, "1", max_age=300, expires=300, samesite="lax")
+    return response
+
+
+@app.get("/cookies/check")
+async def check_cookies(request: Request) -> dict[str, Any]:
+    received = [name for name in CHECKED_COOKIES if request.cookies.get(name) == "1"]
+    return {"received": received, "all_arrived": len(received) == len(CHECKED_COOKIES)}
+
+
 @app.get("/go")
 async def go(request: Request) -> RedirectResponse:
     # url_for carries the root_path: on FC's default address the prefix is kept.

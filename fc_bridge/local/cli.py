@@ -61,11 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT") or 9000), help="port (9000)"
+        "--port",
+        type=_port,
+        # FC tells a custom runtime its port in FC_CUSTOM_LISTEN_PORT (FC_FACTS section 8).
+        default=os.environ.get("FC_CUSTOM_LISTEN_PORT") or os.environ.get("PORT") or "9000",
+        help="port (FC_CUSTOM_LISTEN_PORT, else PORT, else 9000)",
     )
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
     serve.add_argument(
-        "--concurrency", type=int, default=1, help="FC's instance concurrency, fc2/fc3 modes (1)"
+        "--concurrency", type=_positive, default=1, help="FC's instance concurrency (1)"
     )
     invoke = commands.add_parser("invoke", help="make one request without a server and print it")
     _common(invoke)
@@ -97,8 +101,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
         ("timeout", "timeout (s) in the context"),
     ):
         parser.add_argument(
-            f"--{field}", type=int if field in ("memory", "timeout") else str, help=help_text
+            f"--{field}", type=_positive if field in ("memory", "timeout") else str, help=help_text
         )
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
 
 
 def _function(args: argparse.Namespace) -> FunctionInfo:

@@ -136,13 +136,18 @@ def call_wsgi(handler: WSGIHandler, environ: dict[str, Any]) -> RuntimeResponse:
 
 
 def unhandled_error(exc: BaseException) -> RuntimeResponse:
-    """FC's answer when the function raises: 502 and the error as JSON."""
+    """FC's answer when the function raises: 502 and the error as JSON, shaped as FC's runtime
+    shapes it (``get_error_response``: indented by 4, keys sorted, ``stackTrace`` a list of
+    ``[file, line, function, code]``)."""
+    frames = traceback.extract_tb(exc.__traceback__)
     body = json.dumps(
         {
             "errorMessage": str(exc),
             "errorType": type(exc).__name__,
-            "stackTrace": traceback.format_exception(type(exc), exc, exc.__traceback__),
-        }
+            "stackTrace": [[f.filename, f.lineno, f.name, f.line] for f in frames],
+        },
+        indent=4,
+        sort_keys=True,
     ).encode()
     headers = {
         "Content-Type": ["application/json"],
