@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,11 @@ from fc_bridge._loop import SharedLoop, shared_loop
 from fc_bridge._types import Receive, Send
 from fc_bridge.local.emulator import Invocation, RuntimeResponse, call_wsgi, wsgi_environ
 
+# FC's own samples (README, "What the bridge relies on FC for"); FC_BRIDGE_SAMPLES overrides.
+SAMPLES = Path(
+    os.environ.get("FC_BRIDGE_SAMPLES")
+    or Path(__file__).resolve().parent.parent.parent / "shared" / "fc-samples"
+)
 PREFIX = "/2016-08-15/proxy/svc/fn"
 SECRET = "S3cr3t-access-key-secret-canary"
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +27,7 @@ from fc_bridge import Bridge, UnsupportedEventError
 from fc_bridge._loop import SharedLoop
 from fc_bridge.local.emulator import Invocation, call_event, call_wsgi, wsgi_environ
 
-from .conftest import FCContext
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = Path(os.environ.get("FC_BRIDGE_SAMPLES") or ROOT.parent / "shared" / "fc-samples")
+from .conftest import SAMPLES, FCContext
 
 if not SAMPLES.is_dir():  # pragma: no cover  # present here and in CI
     if os.environ.get("FC_BRIDGE_REQUIRE_SAMPLES") == "1":

@@ -30,16 +30,25 @@ def asgi_app(
     concurrency: int = 1,
     prefix: str | None = None,
     function: FunctionInfo | None = None,
+    per_request: bool = False,
 ) -> Any:
     """An ASGI app that serves ``handler`` the way FC would, for any ASGI server.
 
     ``mode`` is ``"fc2"`` (FC 2.0's WSGI call), ``"fc3"`` (FC 3.0 events) or ``"web"`` (a
     custom runtime's server); ``concurrency`` is FC's instance concurrency (fc2/fc3);
     ``prefix`` serves the function under FC's default-address URL prefix; ``function``
-    describes the function for the contexts (default: the ``FC_*`` environment variables).
+    describes the function for the contexts (default: the ``FC_*`` environment variables);
+    ``per_request`` lets fc_bridge.testing's clients set a request's context.
     """
     if mode not in MODES:
         raise ConfigError(f'mode must be "fc2", "fc3" or "web", got {mode!r}.')
     if mode == "web":
-        return LocalWeb(handler, prefix=prefix, function=function)
-    return EmulatedFC(handler, mode, concurrency=concurrency, prefix=prefix, function=function)
+        return LocalWeb(handler, prefix=prefix, function=function, per_request=per_request)
+    return EmulatedFC(
+        handler,
+        mode,
+        concurrency=concurrency,
+        prefix=prefix,
+        function=function,
+        per_request=per_request,
+    )

@@ -10,8 +10,10 @@ exercised locally is the deployed one.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +66,28 @@ async def send_accepted(send: Send, rid: tuple[bytes, bytes]) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+# fc_bridge.testing's clients set a request's context through this header; only front ends
+# made for them (``per_request=True``) read it, and it never reaches the app.
+CONTEXT_HEADER = b"x-fc-bridge-testing-context"
+CONTEXT_FIELDS = frozenset({"request_id", *(f.name for f in fields(FunctionInfo))})
+
+
+def per_request(
+    headers: Headers, function: FunctionInfo
+) -> tuple[Headers, FunctionInfo, str | None]:
+    """The request's headers without ``CONTEXT_HEADER``, and the function and request id it
+    asks for (the defaults where it says nothing)."""
+    asked: dict[str, Any] = {}
+    kept: Headers = []
+    for name, value in headers:
+        if name == CONTEXT_HEADER:
+            asked.update(json.loads(value))
+        else:
+            kept.append((name, value))
+    request_id = asked.pop("request_id", None)
+    return kept, replace(function, **asked) if asked else function, request_id
+
+
 def _outside(path: str, prefix: str) -> Rejection | None:
     if prefix and not (path == prefix or path.startswith(prefix + "/")):
         message = f"The path {path!r} is not under the function's URL {prefix}/."
@@ -82,17 +106,20 @@ class EmulatedFC:
         concurrency: int = 1,
         prefix: str | None = None,
         function: FunctionInfo | None = None,
+        per_request: bool = False,
     ) -> None:
         self.bridge = bridge
         self.mode = mode
+        self.per_request = per_request  # the context may be set per request (fc_bridge.testing)
         self.concurrency = check_concurrency(concurrency)
         self.prefix = check_path_prefix(prefix, "prefix") or ""
         self.function = function or FunctionInfo.from_env()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"fc-{mode}")
         self._background: set[asyncio.Future[Any]] = set()
 
-    def context(self, request_id: str | None = None) -> Any:
-        return make_context(self.function, 3 if self.mode == "fc3" else 2, request_id=request_id)
+    def context(self, request_id: str | None = None, function: FunctionInfo | None = None) -> Any:
+        generation = 3 if self.mode == "fc3" else 2
+        return make_context(function or self.function, generation, request_id=request_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -128,7 +155,10 @@ class EmulatedFC:
         headers: Headers = list(scope["headers"])
         target = target_of(scope)
         path = target.partition("?")[0]
-        context = self.context()
+        function, request_id = self.function, None
+        if self.per_request:
+            headers, function, request_id = per_request(headers, function)
+        context = self.context(request_id, function)
         rid = (b"x-fc-request-id", context.request_id.encode())
         rejection = _outside(path, self.prefix) or refused_fc_header(headers)
         if rejection is not None:
@@ -165,9 +195,7 @@ class EmulatedFC:
         """One invocation as FC makes it, in this thread; what FC would send back."""
         if self.mode == "fc2":
             return call_wsgi(self.bridge, wsgi_environ(invocation, context))
-        event = http_event(
-            invocation, request_id=context.request_id, account_id=self.function.account_id
-        )
+        event = http_event(invocation, request_id=context.request_id, account_id=context.account_id)
         return call_event(self.bridge, event, context)
 
     @staticmethod
@@ -188,10 +216,16 @@ class LocalWeb:
     added, clients' refused, asynchronous invocations answered 202 at once and run after."""
 
     def __init__(
-        self, handler: Bridge, *, prefix: str | None = None, function: FunctionInfo | None = None
+        self,
+        handler: Bridge,
+        *,
+        prefix: str | None = None,
+        function: FunctionInfo | None = None,
+        per_request: bool = False,
     ) -> None:
         self.bridge = handler
         self.function = function or FunctionInfo.from_env()
+        self.per_request = per_request  # the context may be set per request (fc_bridge.testing)
         self.web = WebFunction(handler, function=self.function)
         self.prefix = check_path_prefix(prefix, "prefix") or ""
         self.limits = handler.limits
@@ -205,7 +239,10 @@ class LocalWeb:
             await self.web(scope, receive, send)
             return
         headers: Headers = list(scope["headers"])
-        request_id = str(uuid.uuid4())
+        function, asked_id = self.function, None
+        if self.per_request:
+            headers, function, asked_id = per_request(headers, function)
+        request_id = asked_id or str(uuid.uuid4())
         rid = (b"x-fc-request-id", request_id.encode())
         path = target_of(scope).partition("?")[0]
         rejection = _outside(path, self.prefix) or refused_fc_header(headers)
@@ -215,7 +252,7 @@ class LocalWeb:
             return
         fc_scope = {
             **scope,
-            "headers": headers + fc_headers(self.function, request_id, self.prefix),
+            "headers": headers + fc_headers(function, request_id, self.prefix),
         }
         if not is_async_invocation(headers):
             await self.web(fc_scope, receive, _with_header(send, rid))
