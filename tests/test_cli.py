@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -132,18 +133,36 @@ def test_bad_targets_get_one_line_and_exit_code_2(target: str, message: str) -> 
     assert result.stderr == f"fc-bridge: error: {message}\n"
 
 
-def test_a_module_that_fails_to_import_is_named_without_a_traceback(tmp_path: Path) -> None:
-    (tmp_path / "broken_module.py").write_text("raise ValueError('bad config')\n")
-    result = subprocess.run(
-        [COMMAND, "invoke", "broken_module:app", "GET", "/"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
+def test_an_error_in_the_users_module_shows_its_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_module.py").write_text(
+        "def load():\n    raise ValueError('bad config')\n\nload()\n"
     )
-    assert result.returncode == 2
-    assert result.stderr == (
+    (tmp_path / "nested.py").write_text("import not_installed_dependency\n")
+    results = [
+        subprocess.run(
+            [COMMAND, "invoke", f"{name}:app", "GET", "/"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        for name in ("broken_module", "nested")
+    ]
+    assert [r.returncode for r in results] == [2, 2]
+    broken, nested = (r.stderr for r in results)
+    assert broken == (
+        "Traceback (most recent call last):\n"
+        f'  File "{tmp_path / "broken_module.py"}", line 4, in <module>\n'
+        "    load()\n"
+        f'  File "{tmp_path / "broken_module.py"}", line 2, in load\n'
+        "    raise ValueError('bad config')\n"
+        "ValueError: bad config\n"
         "fc-bridge: error: Could not import module \"broken_module\": ValueError('bad config')\n"
+    )
+    assert f'File "{tmp_path / "nested.py"}", line 1, in <module>' in nested
+    assert nested.endswith(
+        'fc-bridge: error: Could not import module "nested": '
+        "No module named 'not_installed_dependency'\n"
     )
 
 
@@ -177,6 +196,20 @@ def test_invoke_binary_bodies_as_base64_json() -> None:
     assert json.loads(result.stdout)["isBase64Encoded"] is True
 
 
+def test_invoke_sends_a_host_as_clients_do_and_the_one_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["invoke", "tests.apps:app", "GET", "/hello", "--json"]) == 0
+    assert json.loads(json.loads(capsys.readouterr().out)["body"])["url"] == (
+        "http://localhost/hello"
+    )
+    argv = ["invoke", "tests.apps:app", "GET", "/hello", "-H", "Host: api.example.com", "--json"]
+    assert main(argv) == 0
+    assert json.loads(json.loads(capsys.readouterr().out)["body"])["url"] == (
+        "http://api.example.com/hello"
+    )
+
+
 def test_invoke_exits_non_zero_on_5xx() -> None:
     result = run("invoke", "tests.apps:app", "GET", "/boom")
     assert result.returncode == 1
@@ -194,7 +227,7 @@ def test_invoke_an_event_file(tmp_path: Path) -> None:
 
     event = tmp_path / "event.json"
     event.write_bytes(http_event(Invocation("GET", "/hello?x=1", [("Host", "a.fcapp.run")])))
-    result = run("invoke", "tests.apps:app", "GET", "/", "--mode", "fc3", "--event", str(event))
+    result = run("invoke", "tests.apps:app", "--mode", "fc3", "--event", str(event))
     assert result.returncode == 0
     assert json.loads(result.stdout.split("\n\n", 1)[1])["url"] == "https://a.fcapp.run/hello?x=1"
 
@@ -290,12 +323,94 @@ def test_reload_rebuilds_the_front_end_from_the_options(monkeypatch: pytest.Monk
     assert front.function.name == "reloaded"
 
 
-def test_invoke_writes_a_binary_body_as_it_is() -> None:
+def test_invoke_writes_a_binary_body_as_it_is_when_piped() -> None:
     result = subprocess.run(
         [COMMAND, "invoke", "tests.apps:app", "GET", "/binary"], capture_output=True, cwd=ROOT
     )
     assert result.returncode == 0
     assert result.stdout.endswith(b"\n\n" + bytes(range(256)))
+
+
+def test_invoke_never_writes_a_binary_body_to_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["invoke", "tests.apps:app", "GET", "/binary"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "\n\n[binary body of 256 bytes not shown: use --output FILE or --json]\n"
+    )
+
+
+def test_invoke_writes_the_body_to_a_file_with_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "body.bin"
+    assert main(["invoke", "tests.apps:app", "GET", "/binary", "-o", str(out)]) == 0
+    assert out.read_bytes() == bytes(range(256))
+    assert capsys.readouterr().out.endswith(f"\n\n[256 bytes written to {out}]\n")
+
+
+@pytest.mark.parametrize(("fail", "code"), [(False, 0), (True, 1)])
+def test_invoke_exits_1_on_a_4xx_with_fail(
+    fail: bool, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["invoke", "tests.apps:app", "GET", "/missing", *(["--fail"] if fail else [])]
+    assert main(argv) == code
+    assert capsys.readouterr().out.startswith("HTTP 404 Not Found\n")
+
+
+def test_invoke_raw_prints_what_the_fc2_handler_gave_fc(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["invoke", "tests.apps:app", "GET", "/binary", "--raw"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert (raw["status"], raw["headers"]) == (
+        "200 OK",
+        [["content-type", "application/octet-stream"]],
+    )
+    assert base64.b64decode(raw["body"]) == bytes(range(256))
+    assert main(["invoke", "tests.apps:app", "GET", "/boom", "--raw"]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "500 Internal Server Error"
+
+
+def test_invoke_raw_prints_fc3s_response_dict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["invoke", "tests.apps:app", "GET", "/binary", "--mode", "fc3", "--raw"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert (raw["statusCode"], raw["isBase64Encoded"]) == (200, True)
+    assert base64.b64decode(raw["body"]) == bytes(range(256))
+    assert main(["invoke", "tests.apps:app", "GET", "/boom", "--mode", "fc3", "--raw"]) == 1
+    assert json.loads(capsys.readouterr().out)["statusCode"] == 500
+
+
+def test_an_event_stands_alone_and_implies_fc3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fc_bridge.testing import events
+
+    event = tmp_path / "event.json"
+    event.write_bytes(events.http("GET", "/hello"))
+    assert main(["invoke", "tests.apps:app", "--event", str(event), "--raw"]) == 0
+    assert json.loads(capsys.readouterr().out)["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["GET", "/", "--event", "e.json", "--mode", "fc2"],
+            "--event is an FC 3.0 event: use it with --mode fc3, not fc2.",
+        ),
+        (["GET"], "METHOD and PATH are required (or --event FILE)."),
+        ([], "METHOD and PATH are required (or --event FILE)."),
+    ],
+)
+def test_invoke_argument_mistakes_get_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["invoke", "tests.apps:app", *argv])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"fc-bridge invoke: error: {message}\n"
 
 
 @pytest.mark.parametrize("reload", [False, True])

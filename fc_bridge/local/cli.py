@@ -17,16 +17,17 @@ import logging
 import os
 import socket
 import sys
+import traceback
 from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from .._context import FunctionInfo
-from .._errors import FCBridgeError
+from .._errors import FCBridgeError, TargetError
 from .._version import __version__
 from . import asgi_app
-from .emulator import Invocation
+from .emulator import Invocation, http_event, wsgi_environ
 from .frontend import EmulatedFC, LocalWeb, asgi_request
 from .target import load_bridge
 
@@ -37,7 +38,12 @@ RELOAD_OPTIONS = "FC_BRIDGE_SERVE_OPTIONS"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``fc-bridge`` command; returns its exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "invoke":
+        _check_invoke(args)
+    elif args.mode is None:
+        args.mode = "fc2"
     level = getattr(logging, args.log_level.upper())
     logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
     try:
@@ -45,8 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         return invoke(args)
     except (FCBridgeError, OSError) as exc:
-        # One line a person can act on; the traceback only when asked for.
-        logger.debug("Details:", exc_info=exc)
+        # One line a person can act on; the traceback only when asked for, or when the error
+        # is in the user's own code (a module that fails as it is imported).
+        cause = exc.__cause__
+        if isinstance(exc, TargetError) and cause is not None:  # raised in the user's module
+            sys.stderr.write(_user_traceback(cause))
+        else:
+            logger.debug("Details:", exc_info=exc)
         print(f"fc-bridge: error: {exc}", file=sys.stderr)
         return 2
 
@@ -73,21 +84,63 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke = commands.add_parser("invoke", help="make one request without a server and print it")
     _common(invoke)
-    invoke.add_argument("method", metavar="METHOD", help="HTTP method, e.g. GET")
-    invoke.add_argument("path", metavar="PATH", help="path and query, e.g. '/items/1?q=x'")
+    invoke.add_argument("method", metavar="METHOD", nargs="?", help="HTTP method, e.g. GET")
+    invoke.add_argument(
+        "path", metavar="PATH", nargs="?", help="path and query, e.g. '/items/1?q=x'"
+    )
     invoke.add_argument(
         "-H", "--header", action="append", default=[], help="a request header, 'Name: value'"
     )
     invoke.add_argument("--data", help="the request body, or @file to read it from a file")
-    invoke.add_argument("--event", type=Path, help="fc3 mode: send this file as FC's event")
+    invoke.add_argument(
+        "--event", type=Path, help="send this file as FC 3.0's event (implies --mode fc3)"
+    )
     invoke.add_argument("--json", action="store_true", help="print the response as JSON")
+    invoke.add_argument(
+        "--raw",
+        action="store_true",
+        help="print what the handler gave FC (fc2: status and headers; fc3: the dict), as JSON",
+    )
+    invoke.add_argument("-o", "--output", type=Path, help="write the body to this file")
+    invoke.add_argument(
+        "--fail", action="store_true", help="exit with 1 on a 4xx too (always on a 5xx)"
+    )
     return parser
+
+
+def _check_invoke(args: argparse.Namespace) -> None:
+    """What argparse cannot say alone: METHOD and PATH unless --event, --event only in fc3."""
+    problem = None
+    if args.event is not None:
+        if args.mode not in (None, "fc3"):
+            problem = f"--event is an FC 3.0 event: use it with --mode fc3, not {args.mode}."
+        args.mode = "fc3"
+    elif args.method is None or args.path is None:
+        problem = "METHOD and PATH are required (or --event FILE)."
+    if problem is not None:
+        print(f"fc-bridge invoke: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    if args.mode is None:
+        args.mode = "fc2"
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback of an error raised in the user's code, without importlib's frames."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith("<frozen ")
+        and "importlib" not in frame.filename
+        and "fc_bridge" not in frame.filename
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    return "".join(lines + traceback.format_exception_only(type(error), error))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="TARGET", help="module:attribute, an app or a bridge")
     parser.add_argument(
-        "--mode", choices=("fc2", "fc3", "web"), default="fc2", help="how FC calls it (fc2)"
+        "--mode", choices=("fc2", "fc3", "web"), default=None, help="how FC calls it (fc2)"
     )
     parser.add_argument("--prefix", help="serve under FC's default-address URL prefix")
     parser.add_argument(
@@ -218,8 +271,10 @@ def _check_port(host: str, port: int) -> None:
 def invoke(args: argparse.Namespace) -> int:
     app = build(args)
     headers = [_header(text) for text in args.header]
+    if not any(name.lower() == "host" for name, _ in headers):
+        headers.insert(0, ("Host", "localhost"))  # as every HTTP/1.1 client sends one
     body = _body(args.data)
-    target = (args.prefix or "") + args.path
+    target = (args.prefix or "") + (args.path or "/")
     if isinstance(app, LocalWeb):
         status, raw_headers, data = asyncio.run(
             _web_invoke(app, args.method, target, headers, body)
@@ -232,7 +287,7 @@ def invoke(args: argparse.Namespace) -> int:
     try:
         if args.event is not None:
             result = front.bridge.event(args.event.read_bytes(), context)
-            if not (isinstance(result, dict) and "statusCode" in result):
+            if args.raw or not (isinstance(result, dict) and "statusCode" in result):
                 print(json.dumps(result, ensure_ascii=False, default=repr))
                 return 0
             data = (
@@ -241,11 +296,35 @@ def invoke(args: argparse.Namespace) -> int:
                 else result["body"].encode()
             )
             return _print(args, result["statusCode"], list(result["headers"].items()), data)
-        response = front.invoke(Invocation(args.method.upper(), target, headers, body), context)
+        invocation = Invocation(args.method.upper(), target, headers, body)
+        if args.raw:
+            return _print_raw(front, invocation, context)
+        response = front.invoke(invocation, context)
     finally:
         front.bridge.pre_stop(context)
     pairs = [(name, value) for name, values in response.headers.items() for value in values]
     return _print(args, response.status, pairs, response.body)
+
+
+def _print_raw(front: EmulatedFC, invocation: Invocation, context: Any) -> int:
+    """What the handler itself gave FC: FC 2.0's start_response arguments and body chunks,
+    or FC 3.0's response dict."""
+    if front.mode == "fc3":
+        event = http_event(invocation, request_id=context.request_id)
+        result = front.bridge.event(event, context)
+        print(json.dumps(result, ensure_ascii=False))
+        return 1 if result["statusCode"] >= 500 else 0
+    started: list[Any] = []
+    chunks = front.bridge.wsgi(
+        wsgi_environ(invocation, context),
+        lambda status, headers, exc_info=None: started.append((status, headers)),
+    )
+    body = b"".join(chunks)
+    status, headers = started[-1]
+    print(
+        json.dumps({"status": status, "headers": headers, "body": base64.b64encode(body).decode()})
+    )
+    return 1 if status[:1] == "5" else 0
 
 
 async def _web_invoke(
@@ -275,6 +354,8 @@ def _body(data: str | None) -> bytes:
 def _print(
     args: argparse.Namespace, status: int, headers: list[tuple[str, str]], body: bytes
 ) -> int:
+    if args.output is not None:
+        args.output.write_bytes(body)
     if args.json:
         try:
             text, encoded = body.decode(), False
@@ -287,10 +368,23 @@ def _print(
         lines = [f"HTTP {status} {phrase}".rstrip(), *(f"{n}: {v}" for n, v in headers), ""]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
-        try:
-            sys.stdout.write(body.decode() + ("\n" if body and not body.endswith(b"\n") else ""))
-        except UnicodeDecodeError:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(body)
+        if args.output is not None:
+            sys.stdout.write(f"[{len(body)} bytes written to {args.output}]\n")
+        else:
+            _write_body(body)
         sys.stdout.flush()
-    return 1 if status >= 500 else 0
+    return 1 if status >= 500 or (args.fail and status >= 400) else 0
+
+
+def _write_body(body: bytes) -> None:
+    """Text as text; binary bytes as they are when piped, never to a terminal (as curl)."""
+    try:
+        sys.stdout.write(body.decode() + ("\n" if body and not body.endswith(b"\n") else ""))
+    except UnicodeDecodeError:
+        if sys.stdout.isatty():
+            sys.stdout.write(
+                f"[binary body of {len(body)} bytes not shown: use --output FILE or --json]\n"
+            )
+            return
+        sys.stdout.flush()
+        sys.stdout.buffer.write(body)

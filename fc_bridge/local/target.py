@@ -22,7 +22,7 @@ def load_bridge(spec: str) -> Bridge:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
-            raise TargetError(f'Could not import module "{module_name}".') from exc
+            raise TargetError(f'Could not import module "{module_name}".') from None
         raise TargetError(f'Could not import module "{module_name}": {exc}') from exc
     except Exception as exc:
         raise TargetError(f'Could not import module "{module_name}": {exc!r}') from exc
