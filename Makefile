@@ -7,6 +7,9 @@ PORT ?= 9000
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Wheels the packaging test builds the example's zip from, offline: Linux x86_64, CPython 3.12.
+WHEELHOUSE := .wheelhouse/cp312
+
 .PHONY: run test lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -18,7 +21,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/fc-bridge serve examples.fastapi_app.main:handler --host 127.0.0.1 --port $(PORT)
 
-test: $(STAMP)
+$(WHEELHOUSE)/.downloaded: $(STAMP) examples/fastapi_app/requirements.txt
+	mkdir -p $(WHEELHOUSE)
+	grep -vi '^fc-bridge' examples/fastapi_app/requirements.txt > $(WHEELHOUSE)/requirements.txt
+	$(BIN)/python -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+		--implementation cp --python-version 3.12 -r $(WHEELHOUSE)/requirements.txt
+	touch $@
+
+test: $(STAMP) $(WHEELHOUSE)/.downloaded
 	$(BIN)/python -m coverage erase
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine --quiet
@@ -37,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .wheelhouse .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

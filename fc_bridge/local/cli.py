@@ -29,6 +29,7 @@ from .._version import __version__
 from . import asgi_app
 from .emulator import Invocation, http_event, wsgi_environ
 from .frontend import EmulatedFC, LocalWeb, asgi_request
+from .package import RUNTIMES, Progress, build_package, describe_size
 from .target import load_bridge
 
 logger = logging.getLogger("fc_bridge.cli")
@@ -42,13 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "invoke":
         _check_invoke(args)
-    elif args.mode is None:
+    elif getattr(args, "mode", "fc2") is None:
         args.mode = "fc2"
-    level = getattr(logging, args.log_level.upper())
+    level = getattr(logging, getattr(args, "log_level", "info").upper())
     logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "package":
+            return package(args)
         return invoke(args)
     except (FCBridgeError, OSError) as exc:
         # One line a person can act on; the traceback only when asked for, or when the error
@@ -81,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
     serve.add_argument(
         "--concurrency", type=_positive, default=1, help="FC's instance concurrency (1)"
+    )
+    package = commands.add_parser(
+        "package", help="build the function's code package (a zip FC's Python runtime takes)"
+    )
+    package.add_argument("source", metavar="SRC", type=Path, help="the function's code directory")
+    package.add_argument(
+        "-o", "--output", type=Path, default=Path("function.zip"), help="the zip (function.zip)"
+    )
+    package.add_argument(
+        "--runtime", choices=sorted(RUNTIMES), default="python3.12", help="FC's runtime (3.12)"
+    )
+    package.add_argument(
+        "-r", "--requirements", type=Path, help="requirements file (SRC/requirements.txt)"
+    )
+    package.add_argument(
+        "--find-links", metavar="DIR", help="also look for wheels here (pip's --find-links)"
+    )
+    package.add_argument(
+        "--no-index", action="store_true", help="only the --find-links wheels, no package index"
     )
     invoke = commands.add_parser("invoke", help="make one request without a server and print it")
     _common(invoke)
@@ -266,6 +288,23 @@ def _check_port(host: str, port: int) -> None:
                     f"port {port} on {host} is already in use; choose another with --port."
                 ) from None
             raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}.") from None
+
+
+def package(args: argparse.Namespace) -> int:
+    """fc-bridge package: the zip, and its size against FC's limits."""
+    pip_options = [f"--find-links={args.find_links}"] if args.find_links else []
+    if args.no_index:
+        pip_options.append("--no-index")
+    size = build_package(
+        args.source,
+        args.output,
+        args.runtime,
+        requirements=args.requirements,
+        pip_options=pip_options,
+        progress=Progress(enabled=sys.stderr.isatty()),
+    )
+    print(f"{args.output}: {describe_size(size)}")
+    return 0
 
 
 def invoke(args: argparse.Namespace) -> int:

@@ -1,0 +1,224 @@
+"""``fc-bridge package``: a function's code package, as FC's Python runtimes take it.
+
+The zip holds the user's code (without caches, virtual environments, tests or ``__pycache__``),
+the dependencies in its ``requirements.txt`` installed for Linux x86_64 and the runtime's
+Python (wheels only: FC's machines build nothing), and fc-bridge itself, copied from the
+running installation because it may not be on any package index.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._errors import FCBridgeError
+
+# FC's Python runtimes and the Python each runs (FC 3.0 and FC 2.0 both offer these).
+RUNTIMES = {"python3.10": "3.10", "python3.12": "3.12"}
+# Linux x86_64 wheels: manylinux2014 (glibc 2.17) and up to glibc 2.28, FC's oldest image.
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+# FC's code-size limits (FC "Limits"): through the console, Serverless Devs or OSS, and
+# through the API/SDK, where the zip travels base64-encoded (4/3 of its size) within 100 MB.
+LIMIT_UPLOAD = 500 * 1024 * 1024
+LIMIT_API = 100 * 1024 * 1024 * 3 // 4
+
+SKIPPED_DIRECTORIES = frozenset(
+    {
+        "__pycache__",
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        ".idea",
+        ".vscode",
+        ".s",  # Serverless Devs' own cache
+        "node_modules",
+        "tests",
+        "test",
+    }
+)
+SKIPPED_FILES = ("*.pyc", "*.pyo", "test_*.py", "*_test.py", "conftest.py", ".DS_Store", "*.zip")
+_SELF = re.compile(r"^\s*fc[-_.]bridge\s*($|[\[<>=!~;#\s])", re.IGNORECASE)
+_NO_WHEEL = re.compile(r"No matching distribution found for (\S+)")
+
+
+class PackageError(FCBridgeError):
+    """The code package cannot be built: one sentence naming what is wrong."""
+
+
+def build_package(
+    source: Path,
+    output: Path,
+    runtime: str,
+    *,
+    requirements: Path | None = None,
+    pip_options: Sequence[str] = (),
+    progress: Any = None,
+) -> int:
+    """Write the code package of ``source`` for ``runtime`` to ``output``; its size in bytes.
+
+    ``requirements`` defaults to ``source/requirements.txt`` when there is one;
+    ``pip_options`` go to pip as they are (``--find-links DIR --no-index`` offline, say);
+    ``progress`` is a :class:`Progress` (or None for none).
+    """
+    if runtime not in RUNTIMES:
+        raise PackageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}.")
+    if not source.is_dir():
+        raise PackageError(f"the code directory {str(source)!r} does not exist.")
+    if requirements is None and (source / "requirements.txt").is_file():
+        requirements = source / "requirements.txt"
+    if requirements is not None and not requirements.is_file():
+        raise PackageError(f"the requirements file {str(requirements)!r} does not exist.")
+    progress = progress or Progress(enabled=False)
+    output = output.resolve()
+    with tempfile.TemporaryDirectory(prefix="fc-bridge-package-") as work:
+        staging = Path(work) / "package"
+        staging.mkdir()
+        if requirements is not None:
+            with progress.step(f"Installing {requirements.name} for {runtime} (Linux x86_64)"):
+                _install(requirements, staging, RUNTIMES[runtime], Path(work), pip_options)
+        files = [*_code_files(source, output), *_bridge_files(), *_files_below(staging)]
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(output.name + ".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            for name, path in progress.track(sorted(files), f"Writing {output.name}"):
+                info = zipfile.ZipInfo.from_file(path, name)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with path.open("rb") as data, archive.open(info, "w") as entry:
+                    shutil.copyfileobj(data, entry, 1 << 20)
+        partial.replace(output)
+    return output.stat().st_size
+
+
+def describe_size(size: int) -> str:
+    """The zip's size against FC's code-size limits, in one line."""
+    if size <= LIMIT_API:
+        verdict = "within FC's limits for every way of uploading"
+    elif size <= LIMIT_UPLOAD:
+        verdict = "upload it through the console, Serverless Devs or OSS, not the API/SDK"
+    else:
+        verdict = "over FC's limit: move dependencies to a layer, or use a container image"
+    limits = "500 MB; 75 MB through the API/SDK, which sends it base64-encoded"
+    return f"{size / (1024 * 1024):.1f} MB, {verdict} ({limits})."
+
+
+def _install(
+    requirements: Path, target: Path, python: str, work: Path, pip_options: Sequence[str]
+) -> None:
+    """pip install ``requirements`` into ``target`` as wheels for FC's Linux and ``python``."""
+    lines = requirements.read_text().splitlines()
+    kept = [line for line in lines if not _SELF.match(line)]  # fc-bridge comes from here
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in kept):
+        return
+    filtered = work / "requirements.txt"
+    filtered.write_text("\n".join(kept) + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--target",
+        str(target),
+        *(f"--platform={platform}" for platform in PLATFORMS),
+        "--implementation=cp",
+        f"--python-version={python}",
+        "--only-binary=:all:",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        *pip_options,
+        "-r",
+        str(filtered),
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=requirements.parent,
+        env={**os.environ, "PIP_REQUIRE_VIRTUALENV": "0"},
+    )
+    if done.returncode != 0:
+        missing = _NO_WHEEL.search(done.stderr)
+        if missing is not None:
+            raise PackageError(
+                f"{missing.group(1)} has no wheel for Linux x86_64 and Python {python} "
+                "(FC builds nothing from source): choose a version or a package that has one."
+            )
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
+        raise PackageError(f"pip could not install {requirements.name}: {last[0].strip()}")
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts for this machine
+
+
+def _code_files(source: Path, output: Path) -> Iterator[tuple[str, Path]]:
+    """The user's files, as zip names: no caches, environments, tests or earlier zips."""
+    for root, directories, files in os.walk(source):
+        directories[:] = sorted(
+            d
+            for d in directories
+            if d not in SKIPPED_DIRECTORIES and not (Path(root) / d / "pyvenv.cfg").is_file()
+        )
+        for name in sorted(files):
+            path = Path(root) / name
+            if any(fnmatch.fnmatch(name, pattern) for pattern in SKIPPED_FILES):
+                continue
+            if path.resolve() != output:
+                yield path.relative_to(source).as_posix(), path
+
+
+def _bridge_files() -> Iterator[tuple[str, Path]]:
+    """fc-bridge itself, from the installation running this command."""
+    package = Path(__file__).resolve().parent.parent
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            yield "fc_bridge/" + path.relative_to(package).as_posix(), path
+
+
+def _files_below(directory: Path) -> Iterator[tuple[str, Path]]:
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            yield path.relative_to(directory).as_posix(), path
+
+
+class Progress:
+    """A spinner for the long steps and a bar for writing the zip (rich), on a terminal only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.console: Any = None
+        if enabled:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+
+    @contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        if self.console is None:
+            yield
+            return
+        with self.console.status(what):
+            yield
+        self.console.print(f"[green]done[/green] {what}")
+
+    def track(self, items: list[Any], what: str) -> Iterator[Any]:
+        if self.console is None:
+            return iter(items)
+        from rich.progress import track
+
+        return iter(track(items, description=what, console=self.console, transient=True))

@@ -1,0 +1,252 @@
+"""``fc-bridge package``: a zip FC's Python runtime takes, built without hand-work.
+
+The example's zip is built offline, from the wheels ``make test`` downloads into
+``.wheelhouse/cp312`` beforehand, and then imported by a fresh CPython 3.12 that sees only the
+unpacked zip (``-I -S``: no site-packages, no environment), as FC's runtime would.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fc_bridge.local.cli import main
+from fc_bridge.local.package import LIMIT_API, LIMIT_UPLOAD, Progress, describe_size
+
+ROOT = Path(__file__).resolve().parent.parent
+WHEELHOUSE = ROOT / ".wheelhouse" / "cp312"
+
+
+def python312() -> str:
+    """CPython 3.12, as FC's python3.12 runtime runs (pyenv's, which CI requires)."""
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    found = sorted(glob.glob(f"{root}/versions/3.12.*/bin/python")) or [
+        shutil.which("python3.12") or ""
+    ]
+    assert found[-1], "no CPython 3.12 on this machine (pyenv install 3.12)"
+    return found[-1]
+
+
+ANSWER = r"""
+import io, json, sys
+sys.path.insert(0, sys.argv[1])
+import main
+
+class Context:
+    request_id = "zip-1"
+    account_id = "123"
+    region = "cn-hangzhou"
+
+environ = {
+    "REQUEST_METHOD": "GET", "PATH_INFO": "/items/1", "QUERY_STRING": "q=x",
+    "fc.request_uri": "/2016-08-15/proxy/svc/fn/items/1?q=x", "CONTENT_LENGTH": "0",
+    "CONTENT_TYPE": "application/octet-stream", "wsgi.input": io.BytesIO(b""),
+    "wsgi.url_scheme": "http", "SERVER_NAME": "FCRUNTIME", "SERVER_PORT": "9000",
+    "fc.context": Context(),
+}
+statuses = []
+def start_response(status, headers, exc_info=None):
+    statuses.append(status)
+body = b"".join(main.handler(environ, start_response))
+event = json.dumps({
+    "version": "v1", "rawPath": "/items/2", "body": "", "isBase64Encoded": False,
+    "headers": {}, "queryParameters": {"q": "y"},
+    "requestContext": {"domainName": "f.cn-hangzhou.fcapp.run", "requestId": "zip-2",
+        "http": {"method": "GET", "path": "/items/2", "sourceIp": "1.2.3.4"}},
+}).encode()
+answer = main.handler(event, Context())
+print(json.dumps({
+    "fc2": [statuses[0], json.loads(body)],
+    "fc3": [answer["statusCode"], json.loads(answer["body"])],
+    "paths": sorted({p.split("/site-packages")[0] for p in sys.path if "site-packages" in p}),
+    "local": sorted(m for m in sys.modules if m.startswith(("uvicorn", "httpx", "rich"))),
+}))
+"""
+
+
+def test_the_example_packages_into_a_zip_that_answers_in_a_clean_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (WHEELHOUSE / ".downloaded").exists(), "make test downloads the wheels first"
+    zip_path = tmp_path / "fn.zip"
+    argv = ["package", str(ROOT / "examples" / "fastapi_app"), "-o", str(zip_path)]
+    argv += ["--runtime", "python3.12", "--find-links", str(WHEELHOUSE), "--no-index"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"{zip_path}: {describe_size(zip_path.stat().st_size)}\n"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "code")
+    assert {"main.py", "fc_bridge/__init__.py", "fc_bridge/_bridge.py"} <= set(names)
+    assert any(n.startswith("fastapi/") for n in names)
+    assert any(n.startswith("pydantic_core/") and "cpython-312-x86_64" in n for n in names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(("bin/", "fc_bridge-", "tests/"))]
+    done = subprocess.run(
+        [python312(), "-I", "-S", "-c", ANSWER, str(tmp_path / "code")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["fc2"] == ["200 OK", {"item_id": 1, "q": "x", "limit": 10}]
+    assert report["fc3"] == [200, {"item_id": 2, "q": "y", "limit": 10}]
+    assert report["paths"] == [] and report["local"] == []
+
+
+def test_only_the_code_goes_in_and_without_requirements_no_pip_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "fn"
+    for name in (
+        "main.py",
+        "app/__init__.py",
+        "app/data.json",
+        "app/__pycache__/x.cpython-311.pyc",
+        "tests/test_main.py",
+        "test_main.py",
+        "conftest.py",
+        ".git/HEAD",
+        ".venv/pyvenv.cfg",
+        "env2/pyvenv.cfg",
+        "env2/lib/x.py",
+        "node_modules/a.js",
+        ".pytest_cache/x",
+        "old.zip",
+    ):
+        path = source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x = 1\n")
+    output = source / "function.zip"  # inside the code directory: never zipped into itself
+    assert main(["package", str(source), "-o", str(output), "--runtime", "python3.10"]) == 0
+    with zipfile.ZipFile(output) as archive:
+        names = archive.namelist()
+    assert [n for n in names if not n.startswith("fc_bridge/")] == [
+        "app/__init__.py",
+        "app/data.json",
+        "main.py",
+    ]
+    assert "fc_bridge/local/cli.py" in names  # what `fc-bridge serve --mode web` runs
+    other = source / "bundle.fcpkg"  # whatever its name
+    assert main(["package", str(source), "-o", str(other)]) == 0
+    assert main(["package", str(source), "-o", str(other)]) == 0  # not packed into itself
+    with zipfile.ZipFile(other) as archive:
+        assert "bundle.fcpkg" not in archive.namelist()
+
+
+def test_the_api_names_the_runtimes_it_knows(tmp_path: Path) -> None:
+    from fc_bridge.local.package import PackageError, build_package
+
+    with pytest.raises(PackageError, match=r"one of python3\.10, python3\.12, got 'python3\.9'"):
+        build_package(tmp_path, tmp_path / "f.zip", "python3.9")
+
+
+def test_fc_bridge_itself_is_left_out_of_the_requirements(tmp_path: Path) -> None:
+    source = tmp_path / "fn"
+    source.mkdir()
+    (source / "main.py").write_text("")
+    (source / "requirements.txt").write_text("# only us\nfc-bridge[local]>=0.1\nFC_Bridge\n")
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    argv = ["package", str(source), "-o", str(tmp_path / "f.zip"), "--find-links", str(empty)]
+    assert main([*argv, "--no-index"]) == 0  # nothing left to install: pip is not run
+
+
+def test_a_dependency_without_a_wheel_is_named_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "fn"
+    source.mkdir()
+    (source / "requirements.txt").write_text("fc-bridge\nno-such-package-for-fc==1.0\n")
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    output = tmp_path / "f.zip"
+    argv = ["package", str(source), "-o", str(output), "--find-links", str(empty), "--no-index"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "fc-bridge: error: no-such-package-for-fc==1.0 has no wheel for Linux x86_64 and "
+        "Python 3.12 (FC builds nothing from source): choose a version or a package that "
+        "has one.\n"
+    )
+    assert not output.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_other_pip_failures_give_pips_last_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "fn"
+    source.mkdir()
+    (source / "requirements.txt").write_text("this is not a requirement !!\n")
+    assert main(["package", str(source), "-o", str(tmp_path / "f.zip"), "--no-index"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("fc-bridge: error: pip could not install requirements.txt: ")
+    assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing-dir"], "the code directory 'missing-dir' does not exist."),
+        (["{src}", "-r", "nope.txt"], "the requirements file 'nope.txt' does not exist."),
+    ],
+)
+def test_bad_paths_get_one_sentence(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a.replace("{src}", str(tmp_path)) for a in argv]
+    assert main(["package", *argv, "-o", str(tmp_path / "f.zip")]) == 2
+    assert capsys.readouterr().err == f"fc-bridge: error: {message}\n"
+
+
+def test_an_unknown_runtime_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["package", ".", "--runtime", "python2.7"])
+    assert "invalid choice: 'python2.7'" in capsys.readouterr().err
+
+
+def test_the_size_line_says_which_upload_fits() -> None:
+    assert describe_size(LIMIT_API).startswith("75.0 MB, within FC's limits")
+    assert "not the API/SDK" in describe_size(LIMIT_API + 1)
+    assert "over FC's limit" in describe_size(LIMIT_UPLOAD + 1)
+
+
+def test_progress_shows_on_a_terminal(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from fc_bridge.local.package import PackageError, build_package
+
+    source = tmp_path / "fn"
+    source.mkdir()
+    (source / "main.py").write_text("")
+    (source / "requirements.txt").write_text("fc-bridge\nno-such-package-for-fc\n")
+    progress = Progress(enabled=True)
+    screen = io.StringIO()
+    progress.console = Console(file=screen, force_terminal=True, width=100)
+    output = tmp_path / "f.zip"
+    with pytest.raises(PackageError, match="no-such-package-for-fc"):
+        build_package(source, output, "python3.12", pip_options=["--no-index"], progress=progress)
+    assert "done" not in screen.getvalue()  # the failed step is not reported done
+    (source / "requirements.txt").write_text("fc-bridge\n")
+    build_package(source, output, "python3.12", progress=progress)
+    shown = screen.getvalue()
+    assert "Installing requirements.txt for python3.12 (Linux x86_64)" in shown
+    assert "\x1b[32mdone\x1b[0m Installing" in shown
+    assert "Writing f.zip" in shown
+
+
+def test_progress_is_quiet_off_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "main.py").write_text("")
+    assert main(["package", str(tmp_path), "-o", str(tmp_path / "out" / "f.zip")]) == 0
+    assert capsys.readouterr().err == ""
