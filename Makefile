@@ -7,8 +7,14 @@ PORT ?= 9000
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Wheels the packaging test builds the example's zip from, offline: Linux x86_64, CPython 3.12.
-WHEELHOUSE := .wheelhouse/cp312
+# Wheels the packaging tests build the example's zips from, offline (Linux x86_64): CPython
+# 3.12 for the built-in runtime, 3.10 with uvicorn for the web function.
+WHEELHOUSE := .wheelhouse
+EXAMPLE := examples/fastapi_app
+# pip chooses marker-dependent requirements for the Python running it: pyenv's 3.10 and 3.12.
+PYENV_ROOT ?= $(HOME)/.pyenv
+PY310 ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.10.*/bin/python))),python3.10)
+PY312 ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.12.*/bin/python))),python3.12)
 
 .PHONY: run test lint format bench clean
 
@@ -21,12 +27,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/fc-bridge serve examples.fastapi_app.main:handler --host 127.0.0.1 --port $(PORT)
 
-$(WHEELHOUSE)/.downloaded: $(STAMP) examples/fastapi_app/requirements.txt
-	mkdir -p $(WHEELHOUSE)
-	grep -vi '^fc-bridge' examples/fastapi_app/requirements.txt > $(WHEELHOUSE)/requirements.txt
-	$(BIN)/python -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
+$(WHEELHOUSE)/.downloaded: $(STAMP) $(EXAMPLE)/requirements.txt $(EXAMPLE)/requirements-web.txt
+	mkdir -p $(WHEELHOUSE)/cp312 $(WHEELHOUSE)/cp310
+	grep -vi '^fc-bridge' $(EXAMPLE)/requirements.txt > $(WHEELHOUSE)/requirements.txt
+	$(PY312) -m pip download --quiet --dest $(WHEELHOUSE)/cp312 --only-binary=:all: \
 		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
 		--implementation cp --python-version 3.12 -r $(WHEELHOUSE)/requirements.txt
+	$(PY310) -m pip download --quiet --dest $(WHEELHOUSE)/cp310 --only-binary=:all: \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+		--implementation cp --python-version 3.10 -r $(WHEELHOUSE)/requirements.txt uvicorn
 	touch $@
 
 test: $(STAMP) $(WHEELHOUSE)/.downloaded

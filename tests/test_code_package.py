@@ -9,28 +9,33 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fc_bridge.local.cli import main
 from fc_bridge.local.package import LIMIT_API, LIMIT_UPLOAD, Progress, describe_size
 
+from .conftest import free_port, wait_for_http
+
 ROOT = Path(__file__).resolve().parent.parent
-WHEELHOUSE = ROOT / ".wheelhouse" / "cp312"
+WHEELHOUSE = ROOT / ".wheelhouse"
 
 
-def python312() -> str:
-    """CPython 3.12, as FC's python3.12 runtime runs (pyenv's, which CI requires)."""
+def python(version: str) -> str:
+    """A CPython as FC's runtime of that version runs (pyenv's, which CI requires)."""
     root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    found = sorted(glob.glob(f"{root}/versions/3.12.*/bin/python")) or [
-        shutil.which("python3.12") or ""
+    found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python")) or [
+        shutil.which(f"python{version}") or ""
     ]
-    assert found[-1], "no CPython 3.12 on this machine (pyenv install 3.12)"
+    assert found[-1], f"no CPython {version} on this machine (pyenv install {version})"
     return found[-1]
 
 
@@ -77,7 +82,7 @@ def test_the_example_packages_into_a_zip_that_answers_in_a_clean_python(
     assert (WHEELHOUSE / ".downloaded").exists(), "make test downloads the wheels first"
     zip_path = tmp_path / "fn.zip"
     argv = ["package", str(ROOT / "examples" / "fastapi_app"), "-o", str(zip_path)]
-    argv += ["--runtime", "python3.12", "--find-links", str(WHEELHOUSE), "--no-index"]
+    argv += ["--runtime", "python3.12", "--find-links", str(WHEELHOUSE / "cp312"), "--no-index"]
     assert main(argv) == 0
     assert capsys.readouterr().out == f"{zip_path}: {describe_size(zip_path.stat().st_size)}\n"
     with zipfile.ZipFile(zip_path) as archive:
@@ -87,9 +92,9 @@ def test_the_example_packages_into_a_zip_that_answers_in_a_clean_python(
     assert any(n.startswith("fastapi/") for n in names)
     assert any(n.startswith("pydantic_core/") and "cpython-312-x86_64" in n for n in names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert not [n for n in names if n.startswith(("bin/", "fc_bridge-", "tests/"))]
+    assert not [n for n in names if n.startswith(("bin/", "fc_bridge-", "tests/", "s."))]
     done = subprocess.run(
-        [python312(), "-I", "-S", "-c", ANSWER, str(tmp_path / "code")],
+        [python("3.12"), "-I", "-S", "-c", ANSWER, str(tmp_path / "code")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -100,6 +105,48 @@ def test_the_example_packages_into_a_zip_that_answers_in_a_clean_python(
     assert report["fc2"] == ["200 OK", {"item_id": 1, "q": "x", "limit": 10}]
     assert report["fc3"] == [200, {"item_id": 2, "q": "y", "limit": 10}]
     assert report["paths"] == [] and report["local"] == []
+
+
+WEB = ["--mode", "web", "--host", "127.0.0.1"]
+
+
+def test_the_web_function_zip_serves_the_example_as_fc_runs_it(tmp_path: Path) -> None:
+    # What s.web.yaml deploys: `python3 -m fc_bridge.local serve main:handler --mode web`,
+    # from the unpacked zip, on a Python without site-packages, on FC's port variable.
+    zip_path = tmp_path / "web.zip"
+    example = ROOT / "examples" / "fastapi_app"
+    argv = ["package", str(example), "-o", str(zip_path), "--runtime", "python3.10"]
+    argv += ["-r", str(example / "requirements-web.txt")]
+    argv += ["--find-links", str(WHEELHOUSE / "cp310"), "--no-index"]
+    assert main(argv) == 0
+    code = tmp_path / "code"
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(code)
+    port = free_port()
+    server = subprocess.Popen(
+        [python("3.10"), "-S", "-m", "fc_bridge.local", "serve", "main:handler", *WEB],
+        cwd=code,
+        env={
+            "PATH": os.environ["PATH"],
+            "PYTHONPATH": str(code),
+            "FC_CUSTOM_LISTEN_PORT": str(port),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url)
+        assert httpx.post(f"{url}/initialize", timeout=10).status_code == 200
+        created = httpx.post(f"{url}/items", json={"name": "tea", "price": 2}, timeout=10)
+        assert created.status_code == 201
+        assert httpx.get(f"{url}/items", timeout=10).json()[0]["name"] == "tea"
+        assert httpx.get(f"{url}/pre-stop", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=20)
+    assert "Application startup complete" in output, output
 
 
 def test_only_the_code_goes_in_and_without_requirements_no_pip_runs(
@@ -250,3 +297,62 @@ def test_progress_is_quiet_off_a_terminal(
     (tmp_path / "main.py").write_text("")
     assert main(["package", str(tmp_path), "-o", str(tmp_path / "out" / "f.zip")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def other_runtime() -> tuple[str, str]:
+    """A runtime whose Python is not the one running the tests, and its wheelhouse."""
+    if sys.version_info[:2] == (3, 10):
+        return "python3.12", "cp312"
+    return "python3.10", "cp310"
+
+
+def test_without_the_runtimes_python_pip_runs_here_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime, wheels = other_runtime()
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    (tmp_path / "main.py").write_text("")
+    (tmp_path / "requirements.txt").write_text("idna\n")
+    argv = ["package", str(tmp_path), "-o", str(tmp_path / "f.zip"), "--runtime", runtime]
+    with caplog.at_level(logging.WARNING, logger="fc_bridge.package"):
+        assert main([*argv, "--find-links", str(WHEELHOUSE / wheels), "--no-index"]) == 0
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"No Python {runtime[6:]} with pip on this machine")
+    assert "pass --python PATH" in record.getMessage()
+    with zipfile.ZipFile(tmp_path / "f.zip") as archive:
+        assert "idna/__init__.py" in archive.namelist()
+
+
+@pytest.mark.parametrize("given", ["this", "missing"])
+def test_a_python_of_another_version_is_refused(
+    given: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runtime, _ = other_runtime()
+    interpreter = sys.executable if given == "this" else str(tmp_path / "no-python")
+    (tmp_path / "requirements.txt").write_text("idna\n")
+    argv = ["package", str(tmp_path), "-o", str(tmp_path / "f.zip"), "--runtime", runtime]
+    assert main([*argv, "--python", interpreter]) == 2
+    assert capsys.readouterr().err == (
+        f"fc-bridge: error: --python {interpreter!r} is not a Python {runtime[6:]} with pip.\n"
+    )
+
+
+def test_a_chosen_python_of_the_runtimes_version_runs_pip(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("-r more.txt\n-c pins.txt\n")
+    (tmp_path / "more.txt").write_text("idna  # the one dependency\n-r requirements.txt\n")
+    (tmp_path / "pins.txt").write_text("idna>=2\n")
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    argv = ["package", str(tmp_path), "-o", str(tmp_path / "f.zip")]
+    argv += ["--runtime", "python3.12" if version == "3.12" else "python3.10"]
+    argv += ["--python", python("3.12" if version == "3.12" else "3.10")]
+    wheels = "cp312" if version == "3.12" else "cp310"
+    assert main([*argv, "--find-links", str(WHEELHOUSE / wheels), "--no-index"]) == 0
+    with zipfile.ZipFile(tmp_path / "f.zip") as archive:
+        assert "idna/__init__.py" in archive.namelist()
+
+
+def test_pip_runs_under_this_python_when_it_is_the_runtimes_version() -> None:
+    from fc_bridge.local.package import _pip_python
+
+    assert _pip_python(f"{sys.version_info[0]}.{sys.version_info[1]}", None) == sys.executable

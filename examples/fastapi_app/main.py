@@ -170,4 +170,5 @@ async def whoami(request: Request) -> dict[str, Any]:
 
 handler = bridge(app)
 initializer = handler.initializer
+pre_freeze = handler.pre_freeze
 pre_stop = handler.pre_stop

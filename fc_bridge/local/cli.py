@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     package.add_argument(
         "--no-index", action="store_true", help="only the --find-links wheels, no package index"
     )
+    package.add_argument(
+        "--python", metavar="PATH", help="a Python of the runtime's version to run pip with"
+    )
     invoke = commands.add_parser("invoke", help="make one request without a server and print it")
     _common(invoke)
     invoke.add_argument("method", metavar="METHOD", nargs="?", help="HTTP method, e.g. GET")
@@ -301,6 +304,7 @@ def package(args: argparse.Namespace) -> int:
         args.runtime,
         requirements=args.requirements,
         pip_options=pip_options,
+        python=args.python,
         progress=Progress(enabled=sys.stderr.isatty()),
     )
     print(f"{args.output}: {describe_size(size)}")

@@ -9,6 +9,8 @@ running installation because it may not be on any package index.
 from __future__ import annotations
 
 import fnmatch
+import glob
+import logging
 import os
 import re
 import shutil
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import FCBridgeError
+
+logger = logging.getLogger("fc_bridge.package")
 
 # FC's Python runtimes and the Python each runs (FC 3.0 and FC 2.0 both offer these).
 RUNTIMES = {"python3.10": "3.10", "python3.12": "3.12"}
@@ -54,7 +58,17 @@ SKIPPED_DIRECTORIES = frozenset(
         "test",
     }
 )
-SKIPPED_FILES = ("*.pyc", "*.pyo", "test_*.py", "*_test.py", "conftest.py", ".DS_Store", "*.zip")
+SKIPPED_FILES = (
+    "*.pyc",
+    "*.pyo",
+    "test_*.py",
+    "*_test.py",
+    "conftest.py",
+    ".DS_Store",
+    "*.zip",
+    "s.yaml",  # Serverless Devs' deployment files: they describe the package, not its code
+    "s.*.yaml",
+)
 _SELF = re.compile(r"^\s*fc[-_.]bridge\s*($|[\[<>=!~;#\s])", re.IGNORECASE)
 _NO_WHEEL = re.compile(r"No matching distribution found for (\S+)")
 
@@ -70,12 +84,14 @@ def build_package(
     *,
     requirements: Path | None = None,
     pip_options: Sequence[str] = (),
+    python: str | None = None,
     progress: Any = None,
 ) -> int:
     """Write the code package of ``source`` for ``runtime`` to ``output``; its size in bytes.
 
     ``requirements`` defaults to ``source/requirements.txt`` when there is one;
     ``pip_options`` go to pip as they are (``--find-links DIR --no-index`` offline, say);
+    ``python`` is the interpreter to run pip with (default: one of the runtime's version);
     ``progress`` is a :class:`Progress` (or None for none).
     """
     if runtime not in RUNTIMES:
@@ -93,7 +109,7 @@ def build_package(
         staging.mkdir()
         if requirements is not None:
             with progress.step(f"Installing {requirements.name} for {runtime} (Linux x86_64)"):
-                _install(requirements, staging, RUNTIMES[runtime], Path(work), pip_options)
+                _install(requirements, staging, RUNTIMES[runtime], Path(work), pip_options, python)
         files = [*_code_files(source, output), *_bridge_files(), *_files_below(staging)]
         output.parent.mkdir(parents=True, exist_ok=True)
         partial = output.with_name(output.name + ".partial")
@@ -119,18 +135,68 @@ def describe_size(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB, {verdict} ({limits})."
 
 
+def _pip_python(version: str, chosen: str | None) -> str:
+    """The interpreter to run pip with: one of the runtime's Python version if there is one.
+
+    pip evaluates environment markers (``exceptiongroup; python_version < "3.11"``) for the
+    Python running it, whatever ``--python-version`` says; only platform tags follow the
+    target. So pip runs under the target version when this machine has it.
+    """
+    if chosen is not None:
+        if _version_of(chosen) != version:
+            raise PackageError(f"--python {chosen!r} is not a Python {version} with pip.")
+        return chosen
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    candidates = [
+        shutil.which(f"python{version}"),
+        *glob.glob(f"{root}/versions/{version}.*/bin/python"),
+    ]
+    for candidate in filter(None, candidates):
+        if _version_of(candidate) == version:
+            return candidate
+    logger.warning(
+        "No Python %s with pip on this machine: pip runs under this Python %d.%d, so "
+        "requirements that depend on the Python version (markers such as "
+        'python_version < "3.11") are chosen for it; pass --python PATH to use a Python %s.',
+        version,
+        *sys.version_info[:2],
+        version,
+    )
+    return sys.executable
+
+
+def _version_of(interpreter: str) -> str | None:
+    """The ``X.Y`` of an interpreter that has pip, or None."""
+    try:
+        done = subprocess.run(
+            [interpreter, "-c", "import sys, pip; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def _install(
-    requirements: Path, target: Path, python: str, work: Path, pip_options: Sequence[str]
+    requirements: Path,
+    target: Path,
+    python: str,
+    work: Path,
+    pip_options: Sequence[str],
+    interpreter: str | None,
 ) -> None:
     """pip install ``requirements`` into ``target`` as wheels for FC's Linux and ``python``."""
-    lines = requirements.read_text().splitlines()
-    kept = [line for line in lines if not _SELF.match(line)]  # fc-bridge comes from here
-    if not any(line.strip() and not line.lstrip().startswith("#") for line in kept):
+    kept = _requirement_lines(requirements, set())
+    if not kept:
         return
     filtered = work / "requirements.txt"
     filtered.write_text("\n".join(kept) + "\n")
     command = [
-        sys.executable,
+        _pip_python(python, interpreter),
         "-m",
         "pip",
         "install",
@@ -165,6 +231,31 @@ def _install(
         last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
         raise PackageError(f"pip could not install {requirements.name}: {last[0].strip()}")
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts for this machine
+
+
+_INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)$")
+
+
+def _requirement_lines(requirements: Path, seen: set[Path]) -> list[str]:
+    """The requirements, nested ``-r`` files inlined and ``-c`` paths made absolute, without
+    fc-bridge itself (the package takes it from this installation) or comments."""
+    lines: list[str] = []
+    path = requirements.resolve()
+    if path in seen:
+        return lines
+    seen.add(path)
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#") or _SELF.match(line):
+            continue
+        include = _INCLUDE.match(line)
+        if include is None:
+            lines.append(line)
+        elif include.group(1) in ("-r", "--requirement"):
+            lines += _requirement_lines(path.parent / include.group(2), seen)
+        else:
+            lines.append(f"--constraint {path.parent / include.group(2)}")
+    return lines
 
 
 def _code_files(source: Path, output: Path) -> Iterator[tuple[str, Path]]:
