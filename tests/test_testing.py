@@ -186,3 +186,37 @@ async def test_a_failed_startup_fails_the_async_with_statement() -> None:
         async with client:
             pass
     assert client.is_closed
+
+
+LIFESPAN_EVENTS: list[str] = []
+
+
+@pytest.fixture
+def lifespan_checked() -> Any:
+    """Set up before fc_client, so torn down after it: pre_stop must have run by then."""
+    LIFESPAN_EVENTS.clear()
+    yield LIFESPAN_EVENTS
+    assert LIFESPAN_EVENTS == ["startup", "request", "shutdown"]
+
+
+async def recorded(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            kind = message["type"].rpartition(".")[2]
+            LIFESPAN_EVENTS.append(kind)
+            await send({"type": f"{message['type']}.complete"})
+            if kind == "shutdown":
+                return
+    LIFESPAN_EVENTS.append("request")
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body"})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_fc_client_fixture_starts_and_stops_the_function(
+    mode: str, lifespan_checked: list[str], fc_client: Any
+) -> None:
+    client = fc_client(recorded, mode=mode)
+    assert lifespan_checked == ["startup"]  # the initializer ran as the client was made
+    assert client.get("/").status_code == 204

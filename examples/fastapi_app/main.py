@@ -2,8 +2,9 @@
 
 Build its code package with ``fc-bridge package`` and deploy it with one of the templates
 (``s.yaml``: FC 3.0; ``s.fc2.yaml``: FC 2.0; ``s.web.yaml``: a web function), handler
-``main.handler``; run it locally with ``make run``. The lifespan opens a SQLite database that every request shares, whichever
-thread FC calls the handler from, and closes it in FC's pre_stop hook.
+``main.handler``; run it locally with ``make run``. The lifespan opens a SQLite database that
+every request shares, whichever thread FC calls the handler from, and closes it in FC's
+pre_stop hook.
 """
 
 from __future__ import annotations
