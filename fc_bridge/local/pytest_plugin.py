@@ -1,8 +1,8 @@
 """A pytest fixture for testing functions the way FC calls them (registered as a plugin).
 
-    def test_items(fc_client) -> None:
-        client = fc_client(handler, mode="fc3")  # initializer now, pre_stop after the test
-        assert client.get("/items/1").status_code == 200
+def test_items(fc_client) -> None:
+    client = fc_client(handler, mode="fc3")  # initializer now, pre_stop after the test
+    assert client.get("/items/1").status_code == 200
 """
 
 from __future__ import annotations
