@@ -12,8 +12,9 @@ which nothing here imports.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._bridge import Bridge, bridge
-from ._context import FunctionInfo
 from ._errors import (
     ConfigError,
     FCBridgeError,
@@ -24,9 +25,40 @@ from ._errors import (
 )
 from ._limits import Limits
 from ._loop import SharedLoop
-from ._types import ASGIApp, ContextLike, EventHandler, FCContext
-from ._version import __version__
-from ._web import WebFunction
+
+if TYPE_CHECKING:
+    from ._function import FunctionInfo
+    from ._types import ASGIApp, ContextLike, EventHandler, FCContext
+    from ._version import __version__
+    from ._web import WebFunction
+
+# Imported on first use: an FC 2.0 or FC 3.0 function never needs them, and each module costs
+# its import on every cold start.
+_LAZY = {
+    "ASGIApp": "_types",
+    "ContextLike": "_types",
+    "EventHandler": "_types",
+    "FCContext": "_types",
+    "FunctionInfo": "_function",
+    "WebFunction": "_web",
+    "__version__": "_version",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fc_bridge' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ASGIApp",

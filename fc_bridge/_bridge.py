@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._context import request_id
@@ -180,7 +179,7 @@ class Bridge:
         handler = self.options.on_event
         assert handler is not None
         result = handler(event, context)
-        if inspect.isawaitable(result):  # a coroutine function, or an object with async __call__
+        if isinstance(result, Awaitable):  # a coroutine function, or an object with async __call__
             return self._loop.run(_awaited(result))
         return result
 

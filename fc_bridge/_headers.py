@@ -20,7 +20,6 @@ Which headers FC reserves depends on how the function is called (README, "Reserv
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
 from ._limits import Limits, Rejection, bad_response
@@ -31,9 +30,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fc_bridge.http")
 
 # uvicorn's rules (protocols/http/httptools_impl.py): a name is an RFC 9110 token, a value has
-# no control character but HTAB.
-_BAD_NAME = re.compile(rb'[\x00-\x20\x7f-\xff()<>@,;:\[\]={}\\"/?]')
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# no control character but HTAB. Checked with bytes.translate(None, ALLOWED), which leaves only
+# what is not allowed: as fast as a regex search on short values, and nothing to compile on a
+# cold start.
+_TOKEN = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '()<>@,;:[]={}\\"/?')
+_VALUE = bytes(c for c in range(256) if c == 0x09 or 0x20 <= c != 0x7F)
 
 HOP_BY_HOP = frozenset(
     {
@@ -92,7 +93,7 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
     """The headers to pass on, or FC's 502 naming the first bad header (never its value)."""
     headers: Headers = []
     size = 0
-    bad_value = _BAD_VALUE.search
+    allowed = _VALUE
     reserved = policy.names
     fc_headers = policy.fc_headers
     utf8 = policy.utf8
@@ -109,7 +110,9 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
                 if key != b"content-length":  # FC sets it from the body: the app's is redundant
                     _warn(key)
                 continue
-            if bad_value(value) or (utf8 and not value.isascii() and not _is_utf8(value)):
+            if value.translate(None, allowed) or (
+                utf8 and not value.isascii() and not _is_utf8(value)
+            ):
                 return _refusal(raw, utf8)
             if (fc_headers and key[:5] == b"x-fc-") or key == b"content-disposition":
                 if _reserved(key, value, policy):
@@ -124,7 +127,7 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
 
 def _good_name(name: bytes) -> bool:
     """Whether ``name`` is an HTTP token; remembered, as the same few names come every time."""
-    if not name or _BAD_NAME.search(name):
+    if not name or name.translate(None, _TOKEN):
         return False
     if len(_good_names) < 1024:
         _good_names.add(name)
@@ -162,9 +165,9 @@ def _problem(name: object, value: object, utf8: bool) -> str | None:
         return f"has a {type(name).__name__} name, not bytes"
     if type(value) is not bytes:
         return f"has a {type(value).__name__} value, not bytes"
-    if not name or _BAD_NAME.search(name):
+    if not name or name.translate(None, _TOKEN):
         return "has a name that is not an HTTP token"
-    if _BAD_VALUE.search(value):
+    if value.translate(None, _VALUE):
         return "has a value with a control character (CR, LF or NUL, say)"
     if utf8 and not value.isascii():
         try:

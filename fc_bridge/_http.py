@@ -31,7 +31,6 @@ from ._lifespan import Lifespan
 from ._limits import Rejection, timed_out
 from ._loop import Call, SharedLoop, task_factory, track_spawned_tasks
 from ._options import Options, grace
-from ._stack import await_stack, frame_stack
 
 if TYPE_CHECKING:
     from ._types import ASGIApp, Headers, HTTPScope, Message, Receive, Send
@@ -278,7 +277,7 @@ class Exchange(Call):
             "the app was waiting at:\n%s",
             self.request_id,
             self.timeout,
-            await_stack(task),
+            _stack().await_stack(task),
         )
         task.cancel()
         for spawned in self.spawned or ():
@@ -305,7 +304,7 @@ class Exchange(Call):
                 "requests run the loop. It was waiting at:\n%s",
                 self.handler.task_timeout,
                 self.request_id,
-                await_stack(task),
+                _stack().await_stack(task),
             )
             self.settle(self.response(None))
 
@@ -328,7 +327,7 @@ class Exchange(Call):
             "endpoint?). That thread is at:\n%s",
             self.request_id,
             self.timeout,
-            frame_stack(frame) if frame is not None else "  (unknown)",
+            _stack().frame_stack(frame) if frame is not None else "  (unknown)",
         )
         return Response.rejection(self._timed_out())
 
@@ -540,6 +539,14 @@ async def wait_for_tasks(tasks: list[asyncio.Task[Any]], timeout: float) -> list
             return pending
         await asyncio.wait(pending, timeout=remaining)
     return []
+
+
+def _stack() -> Any:
+    """The stack formatting module, imported when a log record first needs it (not on the
+    cold start of every function)."""
+    from . import _stack as module
+
+    return module
 
 
 def _names(tasks: list[asyncio.Task[Any]]) -> str:

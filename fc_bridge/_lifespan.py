@@ -14,8 +14,6 @@ import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._stack import await_stack
-
 if TYPE_CHECKING:
     from ._types import ASGIApp, LifespanMode, LifespanScope, Message
 
@@ -94,11 +92,12 @@ class Lifespan:
         try:
             await asyncio.wait_for(wait, timeout)
         except asyncio.TimeoutError:
+            from ._stack import await_stack  # only now: not on every cold start
+
             task = self._task
             assert task is not None  # startup or shutdown began: the lifespan task exists
-            self._fail(
-                f"the app did not complete {stage} within {timeout:g}s", where=await_stack(task)
-            )
+            where = await_stack(task)
+            self._fail(f"the app did not complete {stage} within {timeout:g}s", where=where)
             task.cancel()
             self._started.set()
             self._stopped.set()

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._context import FunctionInfo, context_from_headers
+from ._function import FunctionInfo, context_from_headers
 from ._limits import Limits, Rejection, is_async_invocation
 from ._scope import CREDENTIAL_HEADERS, NO_STATE
 from ._scope import client as choose_client

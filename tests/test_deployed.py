@@ -150,4 +150,5 @@ def test_the_deployed_import_graph_has_no_cycle() -> None:
     for name in graph:
         walk(name)
     # The graph was read, not empty: the edges the package is built on are there.
-    assert "_web" in graph["__init__"] and "_http" in graph["_bridge"]
+    assert "_bridge" in graph["__init__"] and "_http" in graph["_bridge"]
+    assert "_function" in graph["_web"]  # _web, _function, _types: imported on first use

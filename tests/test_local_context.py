@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fc_bridge._context import (
+from fc_bridge._function import (
     Credentials,
     FunctionInfo,
     context_from_headers,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import types
+import typing
+
+import pytest
 
 import fc_bridge
 
@@ -12,11 +15,33 @@ import fc_bridge
 def test_all_is_complete_and_sorted() -> None:
     public = {
         name
-        for name, value in vars(fc_bridge).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(fc_bridge)
+        if not name.startswith("_")
+        and not isinstance(getattr(fc_bridge, name), types.ModuleType)
+        and getattr(fc_bridge, name) is not getattr(typing, name, None)
     } - {"annotations"}
     assert sorted(fc_bridge.__all__) == fc_bridge.__all__
     assert set(fc_bridge.__all__) - {"__version__"} == public
+
+
+def test_names_only_some_functions_need_are_imported_on_first_use() -> None:
+    code = (
+        "import sys, fc_bridge; before = set(sys.modules); "
+        "web = fc_bridge.WebFunction; info = fc_bridge.FunctionInfo; kind = fc_bridge.FCContext; "
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith('fc_bridge')), "
+        "web.__module__, info.__module__, kind.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [
+        "['fc_bridge._function',",
+        "'fc_bridge._types',",
+        "'fc_bridge._web']",
+        "fc_bridge._web",
+        "fc_bridge._function",
+        "fc_bridge._types",
+    ]
+    with pytest.raises(AttributeError, match="module 'fc_bridge' has no attribute 'Nope'"):
+        fc_bridge.Nope  # noqa: B018
 
 
 def test_every_exception_is_an_fcbridgeerror_with_a_docstring() -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._context import FunctionInfo, make_context
 from .._errors import ConfigError
+from .._function import FunctionInfo, make_context
 from .frontend import MODES, EmulatedFC, LocalWeb
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from .._context import FunctionInfo
 from .._errors import FCBridgeError, TargetError
+from .._function import FunctionInfo
 from .._version import __version__
 from . import asgi_app
 from .emulator import Invocation, http_event, wsgi_environ

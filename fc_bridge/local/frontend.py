@@ -17,8 +17,8 @@ from dataclasses import fields, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .._context import Credentials, FunctionInfo, make_context
 from .._errors import ConfigError
+from .._function import Credentials, FunctionInfo, make_context
 from .._limits import Rejection, bad_request, is_async_invocation
 from .._options import check_path_prefix
 from .._web import WebFunction, read_body, send_rejection, server_lifespan, target_of

@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 
 from .._bridge import Bridge
-from .._context import FunctionInfo, make_context
 from .._errors import ConfigError
+from .._function import FunctionInfo, make_context
 from . import asgi_app
 from .frontend import CONTEXT_FIELDS, CONTEXT_HEADER, LocalWeb
 

@@ -1,0 +1,226 @@
+"""What FC says about the function, and the contexts made from it where FC sends no object.
+
+A web function's request carries its context as ``x-fc-*`` headers (:func:`context_from_headers`);
+local tooling makes FC-shaped contexts from a :class:`FunctionInfo` (:func:`make_context`).
+Credentials come only from where FC puts them (those headers, or the ``ALIBABA_CLOUD_*``
+environment variables), are never invented, and never appear in a repr.
+Not needed by FC 2.0 and FC 3.0 built-in runtimes: only the web function and local tooling
+import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+CREDENTIAL_VARIABLES = (
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+)
+# x-fc-* request headers a web function gets; the credential ones never reach the app's headers.
+CREDENTIAL_HEADERS = (b"x-fc-access-key-id", b"x-fc-access-key-secret", b"x-fc-security-token")
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """What FC knows about the function: the non-secret half of a context.
+
+    Every field can be set by an option or by the environment variable FC's runtimes set
+    (``FC_FUNCTION_NAME``, ``FC_REGION``, ...), options first.
+    """
+
+    name: str = "fc-bridge-local"
+    handler: str = "index.handler"
+    memory: int = 512
+    timeout: int = 60
+    region: str = "cn-hangzhou"
+    account_id: str = "000000000000"
+    service: str = "fc-bridge-local"
+    qualifier: str = "LATEST"
+    version_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> FunctionInfo:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            text = next(filter(None, (environ.get(v) for v in ENVIRONMENT.get(field.name, ()))), "")
+            if text:
+                values[field.name] = int(text) if field.type == "int" and text.isdigit() else text
+        values.update({k: v for k, v in options.items() if v is not None})
+        return replace(cls(), **values)
+
+
+# The variables FC's runtimes set, first one found wins (FC_FACTS section 8). FC sets none for
+# the timeout: it comes from an option, or a web function's x-fc-function-timeout header.
+ENVIRONMENT = {
+    "name": ("FC_FUNCTION_NAME",),
+    "handler": ("FC_FUNCTION_HANDLER",),
+    "memory": ("FC_FUNCTION_MEMORY_SIZE",),
+    "region": ("FC_REGION",),
+    "account_id": ("FC_ACCOUNT_ID",),
+    "service": ("FC_SERVICE_NAME",),
+    "qualifier": ("FC_QUALIFIER",),
+    "version_id": ("FC_FUNCTION_VERSION", "FC_VER_ID"),  # Debian 11+ runtimes; Debian 10
+}
+
+
+class Credentials:
+    """The function role's temporary credentials; its repr shows none of the secrets."""
+
+    __slots__ = ("access_key_id", "access_key_secret", "security_token")
+
+    def __init__(self, access_key_id: str, access_key_secret: str, security_token: str) -> None:
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret
+        self.security_token = security_token
+
+    _redacted_repr = True
+
+    def __repr__(self) -> str:
+        return "Credentials(access_key_id=<redacted>, access_key_secret=<redacted>, ...)"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials | None:
+        environ = os.environ if environ is None else environ
+        key_id, secret, token = (environ.get(name, "") for name in CREDENTIAL_VARIABLES)
+        return cls(key_id, secret, token) if key_id and secret else None
+
+
+class _Attributes:
+    """A plain object of attributes with a repr naming them (context.function, ...)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({inner})"
+
+
+class Function(_Attributes):
+    name: str
+    handler: str
+    memory: int
+    timeout: int
+    version_id: str  # FC 3.0 only
+    qualifier: str  # FC 3.0 only
+
+
+class Service(_Attributes):  # FC 2.0 only
+    name: str
+    log_project: str
+    log_store: str
+    qualifier: str
+    version_id: str
+
+
+class LocalContext(_Attributes):
+    """A context shaped like FC 2.0's ``FCContext`` (``generation=2``) or FC 3.0's (``3``).
+
+    The attributes below exist on one shape or both, as on FC: read them with getattr.
+    """
+
+    request_id: str
+    account_id: str
+    region: str
+    function: Function
+    logger: logging.Logger
+    credentials: Credentials | None  # FC 2.0 only
+    service: Service  # FC 2.0 only
+    retry_count: int  # FC 2.0 only
+    tracing: object  # FC 2.0 only
+    log_project: str  # FC 3.0 only
+    log_store: str  # FC 3.0 only
+
+    _redacted_repr = True  # for_app passes it as is
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{k}={v!r}" for k, v in self.__dict__.items() if k not in ("credentials", "logger")
+        )
+        return f"LocalContext({inner})"
+
+
+def make_context(
+    info: FunctionInfo,
+    generation: int,
+    *,
+    request_id: str | None = None,
+    credentials: Credentials | None = None,
+) -> LocalContext:
+    """A fresh context for one invocation."""
+    rid = request_id or str(uuid.uuid4())
+    logger = logging.getLogger("fc_bridge.function")
+    if generation == 3:  # FC 3.0: no credentials, no service (FC_FACTS section 3)
+        return LocalContext(
+            request_id=rid,
+            account_id=info.account_id,
+            region=info.region,
+            function=Function(
+                name=info.name,
+                handler=info.handler,
+                memory=info.memory,
+                timeout=info.timeout,
+                version_id=info.version_id,
+                qualifier=info.qualifier,
+            ),
+            log_project="",
+            log_store="",
+            logger=logger,
+        )
+    return LocalContext(
+        request_id=rid,
+        credentials=credentials if credentials is not None else Credentials.from_env(),
+        function=Function(
+            name=info.name, handler=info.handler, memory=info.memory, timeout=info.timeout
+        ),
+        service=Service(
+            name=info.service,
+            log_project="",
+            log_store="",
+            qualifier=info.qualifier,
+            version_id=info.version_id,
+        ),
+        region=info.region,
+        account_id=info.account_id,
+        retry_count=0,
+        tracing=None,
+        logger=logger,
+    )
+
+
+def context_from_headers(headers: Mapping[bytes, bytes], info: FunctionInfo) -> LocalContext:
+    """The context of a web function's request, from the ``x-fc-*`` headers FC sends with it
+    (FC_FACTS section 5); what a header does not say comes from ``info``."""
+
+    def text(name: str) -> str | None:
+        value = headers.get(b"x-fc-" + name.encode())
+        return value.decode("latin-1") if value else None
+
+    def number(name: str, default: int) -> int:
+        value = text(name)
+        return int(value) if value and value.isdigit() else default
+
+    info = replace(
+        info,
+        name=text("function-name") or info.name,
+        handler=text("function-handler") or info.handler,
+        memory=number("function-memory", info.memory),
+        timeout=number("function-timeout", info.timeout),
+        region=text("region") or info.region,
+        account_id=text("account-id") or info.account_id,
+        service=text("service-name") or info.service,
+        qualifier=text("qualifier") or info.qualifier,
+        version_id=text("version-id") or info.version_id,
+    )
+    key_id, secret, token = (text(h.decode()[5:]) for h in CREDENTIAL_HEADERS)
+    credentials = Credentials(key_id, secret, token or "") if key_id and secret else None
+    context = make_context(info, 2, request_id=text("request-id"), credentials=credentials)
+    context.retry_count = number("retry-count", 0)
+    return context
