@@ -8,26 +8,31 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import request_id
 from ._errors import ConfigError, LifespanError, UnsupportedEventError
-from ._event import describe, event_response, is_http_event, load_event, parse_event
 from ._headers import BUILTIN, PLAIN
 from ._http import HTTPHandler, Response
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection, bad_request
 from ._loop import SharedLoop, shared_loop
-from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, Timeout, hook_timeout
-from ._wsgi import parse_environ, write_response
+from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, hook_timeout
 
 if TYPE_CHECKING:
+    from . import _event, _wsgi
     from ._types import (
         ASGIApp,
         ContextLike,
         EventHandler,
         LifespanMode,
         StartResponse,
+        Timeout,
         WSGIEnviron,
     )
 
 logger = logging.getLogger("fc_bridge")
+
+# Each deployed function is called one way only, so the module for the other way (a fifth of the
+# bridge's import time) is imported on the first call that needs it, not at cold start.
+if not TYPE_CHECKING:
+    _event = _wsgi = None
 
 
 class Bridge:
@@ -128,11 +133,14 @@ class Bridge:
 
     def wsgi(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         """FC 2.0's HTTP handler: serve one request given as a WSGI environ."""
+        global _wsgi
+        if _wsgi is None:
+            from . import _wsgi
         context = environ.get("fc.context")
         rid = request_id(context, environ.get("HTTP_X_FC_REQUEST_ID"))
         fc = "fc.request_uri" in environ or "fc.context" in environ  # is_fc, inlined
         try:
-            parsed = parse_environ(environ, self.options)
+            parsed = _wsgi.parse_environ(environ, self.options)
             if isinstance(parsed, Rejection):
                 response = _rejected(parsed, rid)
             else:
@@ -143,26 +151,31 @@ class Bridge:
             response = _failed(exc, rid)
         # Outside the try: a PEP 3333 server may re-raise the app's exception from
         # start_response (exc_info), as it is entitled to.
-        return write_response(response, start_response, fc)
+        return _wsgi.write_response(response, start_response, fc)
 
     def event(self, event: object, context: ContextLike) -> Any:
         """FC 3.0's handler: answer an HTTP trigger's event with FC's response dict, and hand
         events of other triggers to ``on_event``."""
-        loaded = load_event(event)
-        if loaded is None or not is_http_event(loaded):
+        global _event
+        if _event is None:
+            from . import _event
+        event_response = _event.event_response
+        loaded = _event.load_event(event)
+        if loaded is None or not _event.is_http_event(loaded):
             if self.options.on_event is not None:
                 return self._other_event(event, context)
             if loaded is None:
-                rejection = bad_request(f"The event is not valid JSON: got {describe(event)}.")
+                got = _event.describe(event)
+                rejection = bad_request(f"The event is not valid JSON: got {got}.")
                 return event_response(_rejected(rejection, request_id(context)), "case")
             raise UnsupportedEventError(
-                f"fc_bridge got an event that is not an HTTP request ({describe(event)}); "
+                f"fc_bridge got an event that is not an HTTP request ({_event.describe(event)}); "
                 "pass bridge(app, on_event=...) to handle events of other triggers."
             )
         rid = request_id(context, loaded["requestContext"].get("requestId"))
         set_cookie = self.options.set_cookie
         try:
-            parsed = parse_event(loaded, context, self.options)
+            parsed = _event.parse_event(loaded, context, self.options)
             if isinstance(parsed, Rejection):
                 response = _rejected(parsed, rid)
             else:

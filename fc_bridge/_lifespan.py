@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._types import ASGIApp, LifespanMode, LifespanScope, Message
+    from ._types import LifespanPhase as Phase
 
 logger = logging.getLogger("fc_bridge.lifespan")
-
-Phase = Literal["idle", "starting", "running", "unsupported", "failed", "stopping", "stopped"]
 
 # The messages an app may send, and in which phases. A failed shutdown is also accepted while
 # "running": the app may end its lifespan on its own (Starlette does when its task is torn down).

@@ -8,14 +8,14 @@ and ``fc-bridge serve``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ._context import function_timeout
 from ._errors import ConfigError
 from ._limits import Limits
 
 if TYPE_CHECKING:
-    from ._types import EventHandler, LifespanMode
+    from ._types import EventHandler, LifespanMode, Timeout
 
 LIFESPAN_MODES = ("auto", "on", "off")
 SCHEMES = ("auto", "http", "https")
@@ -29,8 +29,6 @@ MAX_GRACE = 1.0
 # Hooks bounded when FC's context says nothing: FC's own maximums for them.
 INITIALIZER_TIMEOUT = 300.0
 PRE_STOP_TIMEOUT = 90.0
-
-Timeout = float | Literal["auto"] | None
 
 
 def check_path_prefix(value: object, option: str) -> str | None:

@@ -20,6 +20,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 TextHeaders = list[tuple[str, str]]
 LifespanMode = Literal["auto", "on", "off"]
+LifespanPhase = Literal[
+    "idle", "starting", "running", "unsupported", "failed", "stopping", "stopped"
+]
+# A time bound in seconds, "auto" (from the function's timeout) or None (unbounded).
+Timeout = float | Literal["auto"] | None
 
 StartResponse = Callable[..., object]
 WSGIEnviron = dict[str, Any]

@@ -10,11 +10,24 @@ follows it. On a custom domain there is no prefix and ``root_path`` is empty.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote, unquote_to_bytes
 
-# /2016-08-15/proxy/<service>[.<qualifier>]/<function>
-FC_PREFIX = re.compile(rb"/2016-08-15/proxy/[^/?#]+/[^/?#]+")
+_PROXY = b"/2016-08-15/proxy/"
+
+
+def prefix_end(raw_path: bytes) -> int:
+    """Where FC's default-address prefix ``/2016-08-15/proxy/<service>[.<qualifier>]/<function>``
+    ends in ``raw_path`` (a path without query or fragment); 0 if it has none."""
+    if not raw_path.startswith(_PROXY):
+        return 0
+    start = len(_PROXY)
+    service_end = raw_path.find(b"/", start)
+    if service_end <= start:  # no "/" after the service, or an empty service
+        return 0
+    end = raw_path.find(b"/", service_end + 1)
+    if end == -1:
+        end = len(raw_path)
+    return end if end > service_end + 1 else 0  # 0: an empty function name
 
 
 def split_uri(uri: bytes) -> tuple[bytes, bytes]:
@@ -34,11 +47,11 @@ def resolve(raw_path: bytes, root_path: str | None) -> tuple[str, str, bytes]:
     detected prefix; a path that does not start with it yet gets it prepended, so the app sees
     the same full path whether or not a proxy in front stripped the root path.
     """
-    match = FC_PREFIX.match(raw_path) if raw_path.startswith(b"/2016-08-15/") else None
-    if match is None and root_path is None:  # a custom domain: the common case
+    end = prefix_end(raw_path)
+    if not end and root_path is None:  # a custom domain: the common case
         return "", decode_path(raw_path), raw_path
-    if match is not None:
-        prefix, rest = match.group(), raw_path[match.end() :]
+    if end:
+        prefix, rest = raw_path[:end], raw_path[end:]
         if rest[:1] != b"/":  # FC calls the function's bare prefix with PATH_INFO "/"
             rest = b"/" + rest
     else:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fc_bridge")
 
-STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+# Status lines by code, filled as codes are first answered (cheaper at import than all of them).
+STATUS_LINES: dict[int, str] = {}
 
 _NOT_HEADERS = frozenset(
     {
@@ -252,7 +253,7 @@ def write_response(response: Response, start_response: StartResponse, fc: bool) 
     As PEP 3333 asks, an exception the app raised goes to ``start_response`` as ``exc_info``:
     FC ignores it and serves the response, other servers and test clients may re-raise it.
     """
-    status = STATUS_LINES.get(response.status) or f"{response.status} Unknown"
+    status = STATUS_LINES.get(response.status) or _status_line(response.status)
     # FC turns header strings back into bytes as UTF-8 (see the module docstring), and the
     # bridge only lets UTF-8 values through to it; PEP 3333 servers encode them as Latin-1.
     if fc:
@@ -265,3 +266,12 @@ def write_response(response: Response, start_response: StartResponse, fc: bool) 
     else:
         start_response(status, headers, (type(error), error, error.__traceback__))
     return response.chunks
+
+
+def _status_line(code: int) -> str:
+    try:
+        line = f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Unknown"
+    STATUS_LINES[code] = line
+    return line

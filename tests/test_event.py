@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 import fc_bridge._bridge
+import fc_bridge._event
 import fc_bridge._headers
 from fc_bridge import Bridge, ConfigError, Limits, UnsupportedEventError
 from fc_bridge._loop import SharedLoop
@@ -413,7 +414,7 @@ def test_a_failure_inside_the_bridge_is_a_500_dict(
     def broken(*args: Any) -> Any:
         raise RuntimeError("a bug in the bridge")
 
-    monkeypatch.setattr(fc_bridge._bridge, "parse_event", broken)
+    monkeypatch.setattr(fc_bridge._event, "parse_event", broken)
     with caplog.at_level(logging.ERROR):
         result = Bridge(recorder, loop=loop)(event_for(), FC3Context())
     assert (result["statusCode"], result["body"]) == (500, "Internal Server Error")

@@ -34,7 +34,9 @@ def test_names_only_some_functions_need_are_imported_on_first_use() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == [
         "['fc_bridge._function',",
+        "'fc_bridge._scope',",
         "'fc_bridge._types',",
+        "'fc_bridge._urls',",
         "'fc_bridge._web']",
         "fc_bridge._web",
         "fc_bridge._function",
@@ -42,6 +44,41 @@ def test_names_only_some_functions_need_are_imported_on_first_use() -> None:
     ]
     with pytest.raises(AttributeError, match="module 'fc_bridge' has no attribute 'Nope'"):
         fc_bridge.Nope  # noqa: B018
+
+
+CALLS = {
+    "nothing": "",
+    "wsgi": "h({'REQUEST_METHOD': 'GET', 'PATH_INFO': '/', 'HTTP_HOST': 'h'}, lambda *a: None)",
+    "event": (
+        "h(b'{\"version\": \"v1\", \"rawPath\": \"/\", \"headers\": {}, "
+        "\"requestContext\": {\"http\": {\"method\": \"GET\"}}}', None)"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("call", "loaded"),
+    [
+        ("nothing", []),
+        ("wsgi", ["fc_bridge._scope", "fc_bridge._urls", "fc_bridge._wsgi"]),
+        ("event", ["fc_bridge._event", "fc_bridge._scope", "fc_bridge._urls"]),
+    ],
+)
+def test_each_way_fc_calls_imports_only_its_own_module(call: str, loaded: list[str]) -> None:
+    # A function is called one way only: the other way's module stays out of its cold start.
+    code = (
+        "import sys\n"
+        "async def app(scope, receive, send):\n"
+        "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b''})\n"
+        "from fc_bridge import bridge\n"
+        "h = bridge(app, lifespan='off')\n"
+        "before = set(sys.modules)\n"
+        f"{CALLS[call]}\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith('fc_bridge')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == repr(loaded), done.stderr
 
 
 def test_every_exception_is_an_fcbridgeerror_with_a_docstring() -> None:

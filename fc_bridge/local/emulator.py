@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .._event import as_text
-from .._urls import FC_PREFIX, decode_path
+from .._urls import decode_path, prefix_end
 
 WSGIHandler = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes | str]]
 
@@ -63,8 +63,7 @@ def wsgi_environ(invocation: Invocation, context: Any) -> dict[str, Any]:
     """The environ FC 2.0's Python runtime builds for ``invocation``."""
     uri = invocation.target
     raw_path = urlsplit(uri).path or "/"
-    match = FC_PREFIX.match(raw_path.encode())
-    path_info = raw_path[match.end() :] if match else raw_path
+    path_info = raw_path[prefix_end(raw_path.encode()) :]
     environ: dict[str, Any] = {
         **os.environ,  # FC really does start from the process environment
         "CONTENT_LENGTH": str(len(invocation.body)),
