@@ -50,8 +50,8 @@ CALLS = {
     "nothing": "",
     "wsgi": "h({'REQUEST_METHOD': 'GET', 'PATH_INFO': '/', 'HTTP_HOST': 'h'}, lambda *a: None)",
     "event": (
-        "h(b'{\"version\": \"v1\", \"rawPath\": \"/\", \"headers\": {}, "
-        "\"requestContext\": {\"http\": {\"method\": \"GET\"}}}', None)"
+        'h(b\'{"version": "v1", "rawPath": "/", "headers": {}, '
+        '"requestContext": {"http": {"method": "GET"}}}\', None)'
     ),
 }
 
