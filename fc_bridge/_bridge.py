@@ -15,6 +15,8 @@ from ._limits import Limits, Rejection, bad_request
 from ._loop import SharedLoop, shared_loop
 from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, hook_timeout
 
+# Each deployed function is called one way only, so the module for the other way (a fifth of the
+# bridge's import time) is imported on the first call that needs it, not at cold start.
 if TYPE_CHECKING:
     from . import _event, _wsgi
     from ._types import (
@@ -26,13 +28,10 @@ if TYPE_CHECKING:
         Timeout,
         WSGIEnviron,
     )
+else:
+    _event = _wsgi = None
 
 logger = logging.getLogger("fc_bridge")
-
-# Each deployed function is called one way only, so the module for the other way (a fifth of the
-# bridge's import time) is imported on the first call that needs it, not at cold start.
-if not TYPE_CHECKING:
-    _event = _wsgi = None
 
 
 class Bridge:

@@ -47,7 +47,7 @@ def resolve(raw_path: bytes, root_path: str | None) -> tuple[str, str, bytes]:
     detected prefix; a path that does not start with it yet gets it prepended, so the app sees
     the same full path whether or not a proxy in front stripped the root path.
     """
-    end = prefix_end(raw_path)
+    end = prefix_end(raw_path) if raw_path.startswith(_PROXY) else 0
     if not end and root_path is None:  # a custom domain: the common case
         return "", decode_path(raw_path), raw_path
     if end:

@@ -116,6 +116,21 @@ def test_qualified_service_prefix(handler: Bridge) -> None:
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        "/2016-08-15/proxy/svc",  # no function
+        "/2016-08-15/proxy/svc/",  # an empty function name
+        "/2016-08-15/proxy//fn/a",  # an empty service name
+        "/2016-08-15/proxy/",
+    ],
+)
+def test_an_incomplete_prefix_is_an_ordinary_path(handler: Bridge, target: str) -> None:
+    fc_call(handler, "GET", target)
+    scope = seen[0]["scope"]
+    assert (scope["root_path"], scope["path"]) == ("", target)
+
+
+@pytest.mark.parametrize(
     ("root_path", "target", "expected_root", "expected_path"),
     [
         ("/api", f"{PREFIX}/items", "/api", "/api/items"),
