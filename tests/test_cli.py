@@ -95,6 +95,66 @@ def test_web_mode_logs_the_apps_startup_when_it_happens(tmp_path: Path) -> None:
     assert events.read_text().splitlines() == ["startup", "shutdown"]  # at SIGTERM
 
 
+# What FC's gateway adds to every request it forwards to a custom runtime (FC_FACTS section 5).
+FROM_FC = {
+    "x-fc-request-id": "req-from-fc",
+    "x-fc-function-name": "fn",
+    "x-fc-function-timeout": "30",
+    "x-fc-access-key-id": "AKID",
+    "x-fc-access-key-secret": "canary-secret",
+    "x-fc-security-token": "canary-token",
+}
+
+
+def test_behind_fc_serves_the_deployed_web_function_on_fcs_headers(tmp_path: Path) -> None:
+    # What s.web.yaml runs on FC: FC's x-fc-* headers are the context, not a client's forgery.
+    events = tmp_path / "events"
+    args = ("tests.apps:app", "--mode", "web", "--behind-fc")
+    with serving(*args, env={apps.EVENTS: str(events)}) as served:
+        response = httpx.get(served.url + "/hello", headers=FROM_FC)
+        assert events.read_text().splitlines() == ["startup"]  # on the first request
+    assert response.status_code == 200
+    seen = response.json()
+    assert (seen["request_id"], seen["function"], seen["has_credentials"]) == (
+        "req-from-fc",
+        "fn",
+        True,
+    )
+    assert "x-fc-access-key-secret" not in seen["headers"]  # in the context only
+    assert "canary-secret" not in served.output and "canary-token" not in served.output
+    banner = next(line for line in served.output.splitlines() if "serving" in line)
+    assert "behind FC's gateway: FC's x-fc-* headers are read, not emulated" in banner
+    started = [line for line in served.output.splitlines() if "startup complete" in line]
+    assert len(started) == 1  # the app's own line, when it started
+    assert events.read_text().splitlines() == ["startup", "shutdown"]  # at SIGTERM
+
+
+def test_web_mode_without_behind_fc_refuses_fcs_headers_and_says_what_to_do() -> None:
+    with serving("tests.apps:app", "--mode", "web") as served:
+        response = httpx.get(served.url + "/hello", headers=FROM_FC)
+    assert response.status_code == 400
+    assert response.json()["ErrorMessage"] == (
+        "The request header 'x-fc-request-id' is FC's own; clients may not send it "
+        "(if FC's own gateway is in front, serve with fc-bridge serve --behind-fc)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "fc2"], "--behind-fc serves a web function: use it with --mode web, not fc2."),
+        (
+            ["--prefix", "/api"],
+            "--behind-fc takes no --prefix: FC's gateway passes the path it was called with.",
+        ),
+    ],
+)
+def test_behind_fc_is_for_web_functions_only(args: list[str], message: str) -> None:
+    result = run("serve", "tests.apps:app", "--behind-fc", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"fc-bridge serve: error: {message}"
+
+
 @pytest.mark.parametrize("mode", ["fc3", "web"])
 def test_serve_other_modes(mode: str) -> None:
     with serving("tests.apps:app", "--mode", mode) as served:

@@ -169,9 +169,11 @@ def test_clients_may_not_send_fcs_own_headers_locally(mode: str) -> None:
         refused = httpx.get(url + "/", headers={"X-Fc-Access-Key-Secret": SECRET})
         allowed = httpx.get(url + "/", headers={"X-Fc-Log-Type": "Tail"})
     assert refused.status_code == 400
+    # A web function deployed without --behind-fc would refuse FC's own requests: say so.
+    hint = " (if FC's own gateway is in front, serve with fc-bridge serve --behind-fc)"
     assert json.loads(refused.text) == {
         "ErrorCode": "InvalidArgument",
         "ErrorMessage": "The request header 'x-fc-access-key-secret' is FC's own; "
-        "clients may not send it.",
+        f"clients may not send it{hint if mode == 'web' else ''}.",
     }
     assert allowed.status_code == 200

@@ -122,6 +122,7 @@ def test_the_web_template_runs_fc_bridge_serve_on_fcs_port() -> None:
     command = props["customRuntimeConfig"]["command"]
     assert command[:4] == ["python3", "-m", "fc_bridge.local", "serve"]
     assert command[command.index("--mode") + 1] == "web"
+    assert "--behind-fc" in command  # else every request FC forwards is refused (x-fc-* headers)
     assert command[command.index("--host") + 1] == "0.0.0.0"  # 127.0.0.1 fails on FC
     assert command[4] == "main:handler"  # PYTHONPATH is the unpacked zip, main.py at its top
     assert load_bridge("examples.fastapi_app." + command[4]) is main.handler

@@ -2,7 +2,7 @@
 
 fc-bridge serve main:app                        # http://127.0.0.1:9000, FC 2.0 behaviour
 fc-bridge serve main:handler --mode fc3         # through the FC 3.0 event path
-fc-bridge serve main:app --mode web --host 0.0.0.0 --port 9000   # an FC custom runtime
+fc-bridge serve main:app --mode web --behind-fc --host 0.0.0.0   # on FC: a custom runtime
 fc-bridge invoke main:handler GET '/items/1?q=x' -H 'X-A: 1' --data @body.json
 """
 
@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from .._errors import FCBridgeError, TargetError
 from .._function import FunctionInfo
 from .._version import __version__
+from .._web import WebFunction
 from . import asgi_app
 from .emulator import Invocation, http_event, wsgi_environ
 from .frontend import EmulatedFC, LocalWeb, asgi_request
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "invoke":
         _check_invoke(args)
+    elif args.command == "serve" and args.behind_fc:
+        _check_behind_fc(args)
     elif getattr(args, "mode", "fc2") is None:
         args.mode = "fc2"
     level = getattr(logging, getattr(args, "log_level", "info").upper())
@@ -82,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         help="port (FC_CUSTOM_LISTEN_PORT, else PORT, else 9000)",
     )
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.add_argument(
+        "--behind-fc",
+        action="store_true",
+        help="with --mode web: FC's gateway is in front (a deployed custom runtime), so serve "
+        "the web function as deployed, reading FC's x-fc-* headers instead of emulating FC",
+    )
     serve.add_argument(
         "--concurrency", type=_positive, default=1, help="FC's instance concurrency (1)"
     )
@@ -149,6 +158,19 @@ def _check_invoke(args: argparse.Namespace) -> None:
         args.mode = "fc2"
 
 
+def _check_behind_fc(args: argparse.Namespace) -> None:
+    """--behind-fc serves a deployed web function: web mode, and FC's gateway gives the path."""
+    problem = None
+    if args.mode not in (None, "web"):
+        problem = f"--behind-fc serves a web function: use it with --mode web, not {args.mode}."
+    elif args.prefix is not None:
+        problem = "--behind-fc takes no --prefix: FC's gateway passes the path it was called with."
+    if problem is not None:
+        print(f"fc-bridge serve: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    args.mode = "web"
+
+
 def _user_traceback(error: BaseException) -> str:
     """The traceback of an error raised in the user's code, without importlib's frames."""
     frames = [
@@ -207,8 +229,11 @@ def _function(args: argparse.Namespace) -> FunctionInfo:
 
 
 def build(args: argparse.Namespace) -> Any:
-    """The ASGI app the server runs: the front end of the chosen mode around TARGET."""
+    """The ASGI app the server runs: the front end of the chosen mode around TARGET, or, behind
+    FC's own gateway, the deployed web function itself."""
     bridge = load_bridge(args.target)
+    if getattr(args, "behind_fc", False):
+        return WebFunction(bridge, function=_function(args))
     concurrency = getattr(args, "concurrency", 1)
     return asgi_app(
         bridge, args.mode, concurrency=concurrency, prefix=args.prefix, function=_function(args)
@@ -225,13 +250,14 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = build(args)  # before binding: a bad TARGET is reported before anything listens
     _check_port(args.host, args.port)
-    bridge_limits = app.bridge.limits
+    bridge_limits = app.handler.limits if isinstance(app, WebFunction) else app.bridge.limits
     where = f"http://{args.host}:{args.port}{args.prefix or ''}/"
-    detail = (
-        f"concurrency {args.concurrency}"
-        if args.mode != "web"
-        else "the app's lifespan starts on POST /initialize or the first request"
-    )
+    if args.mode != "web":
+        detail = f"concurrency {args.concurrency}"
+    else:
+        detail = "the app's lifespan starts on POST /initialize or the first request"
+        if args.behind_fc:
+            detail += "; behind FC's gateway: FC's x-fc-* headers are read, not emulated"
     logger.info(
         "fc-bridge %s serving %s at %s in %s mode (%s); limits: %s",
         __version__,
@@ -251,25 +277,26 @@ def serve(args: argparse.Namespace) -> int:
     if args.reload:  # uvicorn re-imports in a new process: it gets the options from there
         os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
         uvicorn.run("fc_bridge.local.cli:reloaded_app", factory=True, reload=True, **options)
-    elif isinstance(app, LocalWeb):
+    elif isinstance(app, (WebFunction, LocalWeb)):
         # No server-level lifespan: uvicorn would log "Application startup complete" while the
         # app's startup waits for POST /initialize. The app logs its own startup when it runs,
         # and its shutdown runs when the server stops.
         config = uvicorn.Config(app, **{**options, "lifespan": "off"})
-        web_server(config, app).run()
+        stop = app.shutdown if isinstance(app, WebFunction) else app.stop
+        web_server(config, stop).run()
     else:
         uvicorn.run(app, **options)
     return 0
 
 
-def web_server(config: Any, app: LocalWeb) -> Any:
-    """uvicorn's server, running the web function's lifespan shutdown as it stops."""
+def web_server(config: Any, stop: Callable[[], Awaitable[None]]) -> Any:
+    """uvicorn's server, awaiting ``stop`` (the web function's lifespan shutdown) as it stops."""
     import uvicorn  # serve checked it is installed
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
             await super().shutdown(sockets)
-            await app.stop()
+            await stop()
 
     return Server(config)
 

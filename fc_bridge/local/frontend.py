@@ -48,15 +48,19 @@ def check_concurrency(concurrency: object) -> int:
     return concurrency
 
 
-def refused_fc_header(headers: Headers) -> Rejection | None:
+def refused_fc_header(headers: Headers, hint: str = "") -> Rejection | None:
     """FC's 400 for a client that sends one of FC's own ``x-fc-*`` request headers."""
     for name, _ in headers:
         if name.startswith(b"x-fc-") and name not in CLIENT_FC_HEADERS:
             return bad_request(
                 f"The request header {name.decode('latin-1')!r} is FC's own; "
-                "clients may not send it."
+                f"clients may not send it{hint}."
             )
     return None
+
+
+# A deployed web function gets FC's x-fc-* headers from FC's gateway: say how to serve it so.
+BEHIND_FC_HINT = " (if FC's own gateway is in front, serve with fc-bridge serve --behind-fc)"
 
 
 async def send_accepted(send: Send, rid: tuple[bytes, bytes]) -> None:
@@ -245,7 +249,7 @@ class LocalWeb:
         request_id = asked_id or str(uuid.uuid4())
         rid = (b"x-fc-request-id", request_id.encode())
         path = target_of(scope).partition("?")[0]
-        rejection = _outside(path, self.prefix) or refused_fc_header(headers)
+        rejection = _outside(path, self.prefix) or refused_fc_header(headers, BEHIND_FC_HINT)
         if rejection is not None:
             rejection.log(request_id)
             await send_rejection(send, rejection, [rid])

@@ -1,0 +1,136 @@
+"""The deployed web function against plain uvicorn: requests per second and p99 latency.
+
+Both servers run the same app with uvicorn's same loop and HTTP implementation, each in a process
+of its own on loopback: ``fc-bridge serve --mode web --behind-fc`` (what an FC custom runtime
+runs) and ``uvicorn``. The load is a bounded client in this process: ``CONNECTIONS`` keep-alive
+connections, each making a fixed number of requests one after the other. Rounds alternate
+between the servers; the table gives medians and ratios to plain uvicorn.
+
+    python bench/web.py            # tiny GET and the FastAPI route, 5 rounds
+    python bench/web.py --quick    # fewer requests and rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CONNECTIONS = 16
+WORKLOADS = {
+    "tiny GET": ("bench.apps:starlette_app", "/tiny"),
+    "FastAPI JSON route": ("bench.fastapi_target:app", "/items/42?q=widget&limit=3"),
+}
+LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command(server: str, target: str, port: int) -> list[str]:
+    common = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if server == "fc-bridge web":
+        return [str(BIN / "fc-bridge"), "serve", target, "--mode", "web", "--behind-fc", *common]
+    return [str(BIN / "uvicorn"), target, "--no-server-header", "--no-access-log", *common]
+
+
+@contextlib.contextmanager
+def serving(server: str, target: str) -> Iterator[int]:
+    """Start ``server`` on a free loopback port; its port once it accepts connections."""
+    port = free_port()
+    process = subprocess.Popen(command(server, target, port), cwd=ROOT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{server} did not start on port {port}") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def connection(port: int, path: str, count: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: bench.fcapp.run\r\n\r\n".encode()
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"not a 200: {head[:80]!r}")
+            found = LENGTH.search(head)
+            await reader.readexactly(int(found.group(1)) if found else 0)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+
+
+def load(port: int, path: str, requests: int) -> tuple[float, float]:
+    """Requests per second and p99 latency (seconds) of ``requests`` requests."""
+    latencies: list[float] = []
+
+    async def run() -> float:
+        per_connection = requests // CONNECTIONS
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(connection(port, path, per_connection, latencies) for _ in range(CONNECTIONS))
+        )
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    return len(latencies) / elapsed, statistics.quantiles(latencies, n=100)[98]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
+    args = parser.parse_args()
+    rounds, requests = (3, 1600) if args.quick else (5, 8000)
+    servers = ["uvicorn", "fc-bridge web"]
+    print(
+        f"Python {sys.version.split()[0]}, {CONNECTIONS} keep-alive connections, "
+        f"{requests} requests a round, {rounds} rounds\n"
+    )
+    print("| workload | " + " | ".join(f"{s} req/s | {s} p99" for s in servers) + " |")
+    print("|" + " --- |" * (2 * len(servers) + 1))
+    for workload, (target, path) in WORKLOADS.items():
+        samples: dict[str, list[tuple[float, float]]] = {server: [] for server in servers}
+        for _ in range(rounds):
+            for server in servers:
+                with serving(server, target) as port:
+                    load(port, path, requests // 4)  # warm-up: imports, lifespan, caches
+                    samples[server].append(load(port, path, requests))
+        base_rps = statistics.median(rps for rps, _ in samples["uvicorn"])
+        base_p99 = statistics.median(p99 for _, p99 in samples["uvicorn"])
+        cells = []
+        for server in servers:
+            rps = statistics.median(r for r, _ in samples[server])
+            p99 = statistics.median(p for _, p in samples[server])
+            cells.append(f"{rps:,.0f} ({rps / base_rps:.2f}x)")
+            cells.append(f"{p99 * 1e3:.1f} ms ({p99 / base_p99:.2f}x)")
+        print(f"| {workload} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
