@@ -427,7 +427,8 @@ def row(
 ) -> str:
     """A table row: each column's value and its ratio to "floor + task", else to the floor
     ("-" where not measured)."""
-    floor = values.get(TASK, values["floor"])
+    reference = TASK if TASK in values else "floor"
+    floor = values[reference]
     cells = []
     for name in columns:
         value = values.get(name)
@@ -437,7 +438,7 @@ def row(
             cells.append("fails")
         else:
             ratio = value / floor if lower else floor / value
-            cells.append(fmt(value) + ("" if value == floor else f" ({ratio:.2f}x)"))
+            cells.append(fmt(value) + ("" if name == reference else f" ({ratio:.2f}x)"))
     return f"| {label} | " + " | ".join(cells) + " |"
 
 

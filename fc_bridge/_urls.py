@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote_to_bytes
 
-_PROXY = b"/2016-08-15/proxy/"
+# FC's default address: /2016-08-15/proxy/<service>[.<qualifier>]/<function>/<path>
+PROXY_PATH = b"/2016-08-15/proxy/"
 
 
 def prefix_end(raw_path: bytes) -> int:
     """Where FC's default-address prefix ``/2016-08-15/proxy/<service>[.<qualifier>]/<function>``
     ends in ``raw_path`` (a path without query or fragment); 0 if it has none."""
-    if not raw_path.startswith(_PROXY):
+    if not raw_path.startswith(PROXY_PATH):
         return 0
-    start = len(_PROXY)
+    start = len(PROXY_PATH)
     service_end = raw_path.find(b"/", start)
     if service_end <= start:  # no "/" after the service, or an empty service
         return 0
@@ -47,7 +48,7 @@ def resolve(raw_path: bytes, root_path: str | None) -> tuple[str, str, bytes]:
     detected prefix; a path that does not start with it yet gets it prepended, so the app sees
     the same full path whether or not a proxy in front stripped the root path.
     """
-    end = prefix_end(raw_path) if raw_path.startswith(_PROXY) else 0
+    end = prefix_end(raw_path)
     if not end and root_path is None:  # a custom domain: the common case
         return "", decode_path(raw_path), raw_path
     if end:

@@ -18,7 +18,7 @@ from ._limits import Rejection, bad_request
 from ._scope import CREDENTIAL_HEADERS, http_scope, server_of
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
-from ._urls import decode_path, encode_path, resolve, split_uri
+from ._urls import PROXY_PATH, decode_path, encode_path, resolve, split_uri
 
 if TYPE_CHECKING:
     from ._http import Response
@@ -172,7 +172,7 @@ def _fc_host(context: object, raw_path: bytes) -> str | None:
     cannot be known: the ``host`` option names it, and without one the app sees no host and
     builds relative URLs (warned once), never ones naming FC's runtime.
     """
-    if raw_path.startswith(b"/2016-08-15/proxy/"):
+    if raw_path.startswith(PROXY_PATH):
         account = field(context, "account_id")
         region = field(context, "region")
         if isinstance(account, str) and isinstance(region, str) and account and region:

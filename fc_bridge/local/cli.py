@@ -250,7 +250,6 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = build(args)  # before binding: a bad TARGET is reported before anything listens
     _check_port(args.host, args.port)
-    bridge_limits = app.handler.limits if isinstance(app, WebFunction) else app.bridge.limits
     where = f"http://{args.host}:{args.port}{args.prefix or ''}/"
     if args.mode != "web":
         detail = f"concurrency {args.concurrency}"
@@ -265,7 +264,7 @@ def serve(args: argparse.Namespace) -> int:
         where,
         args.mode,
         detail,
-        bridge_limits.describe(),
+        app.limits.describe(),
     )
     options: dict[str, Any] = {
         "host": args.host,

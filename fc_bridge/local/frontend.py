@@ -113,6 +113,7 @@ class EmulatedFC:
         per_request: bool = False,
     ) -> None:
         self.bridge = bridge
+        self.limits = bridge.limits
         self.mode = mode
         self.per_request = per_request  # the context may be set per request (fc_bridge.testing)
         self.concurrency = check_concurrency(concurrency)
@@ -169,7 +170,7 @@ class EmulatedFC:
             rejection.log(context.request_id)
             await send_rejection(send, rejection, [rid])
             return
-        body = await read_body(receive, headers, self.bridge.limits, len(target.encode()))
+        body = await read_body(receive, headers, self.limits, len(target.encode()))
         if body is None:
             return
         if isinstance(body, Rejection):

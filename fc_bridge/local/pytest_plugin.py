@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .testing import FCClient
+from ..testing import FCClient
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ serve`` runs (on an event loop in a thread of its own, as a server runs it): eac
 through FC's checks and limits, is turned into what FC hands the function (an FC 2.0 environ,
 an FC 3.0 event, a web function's request) and reaches the deployed handler, and its answer
 comes back as FC would send it. Nothing is reimplemented: this is
-``fc_bridge.local.asgi_app`` without a server.
+``fc_bridge.local.asgi_app`` without a server. ``events`` builds FC 3.0's events of other
+triggers. Local tooling, like ``fc_bridge.local`` (it needs the ``local`` extra): nothing
+deployed imports it.
 
     from fc_bridge.testing import FCClient
     from main import handler
@@ -30,10 +32,10 @@ import httpx
 from .._bridge import Bridge
 from .._errors import ConfigError
 from .._function import FunctionInfo, make_context
-from . import asgi_app
-from .frontend import CONTEXT_FIELDS, CONTEXT_HEADER, LocalWeb
+from ..local import asgi_app, events
+from ..local.frontend import CONTEXT_FIELDS, CONTEXT_HEADER, LocalWeb
 
-__all__ = ["AsyncFCClient", "FCClient"]
+__all__ = ["AsyncFCClient", "FCClient", "events"]
 
 
 def _front_end(
