@@ -8,11 +8,8 @@ order, limits), bound the request in time, and turn every failure into FC's answ
 record naming the request. Only the last step differs: FC's built-in runtimes get the whole
 response at once (``buffered``), a web function's server gets it as it comes (``streamed``).
 
-Time bounds (README, "Timeouts"): a request still running at its timeout is cancelled, with its
-tasks, and answered 504, after one log record showing where it was waiting. If the app swallows
-the cancellation, the caller is released with the 504 ``grace`` seconds later and the app left
-to finish on its own. A response that is complete while the app goes on (a Starlette background
-task) is returned after ``task_timeout``.
+Time bounds (README, "Timeouts") live in ``_timeouts``, imported once a request has to wait:
+most requests finish in their task's first step and never arm a timer.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import asyncio
 import contextvars
 import logging
 import os
-import sys
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -30,10 +26,13 @@ from ._headers import WEB_FUNCTION, Policy, bad_status, checked
 from ._lifespan import Lifespan
 from ._limits import Rejection, timed_out
 from ._loop import Call, SharedLoop, task_factory, track_spawned_tasks
-from ._options import Options, grace
+from ._options import Options
 
 if TYPE_CHECKING:
+    from . import _timeouts
     from ._types import ASGIApp, Headers, HTTPScope, Message, Receive, Send
+else:
+    _timeouts = None  # imported by _load_timeouts
 
 logger = logging.getLogger("fc_bridge.http")
 
@@ -98,7 +97,7 @@ class Exchange(Call):
     spawned: list[asyncio.Task[Any]] | None = None
     _gone = False
     _gone_event: asyncio.Event | None = None
-    _timers: list[asyncio.TimerHandle] | None = None  # set once the request waits: armed
+    timers: list[asyncio.TimerHandle] | None = None  # set once the request waits: armed
 
     def __init__(
         self,
@@ -167,8 +166,8 @@ class Exchange(Call):
             if not message.get("more_body", False):
                 self.state = COMPLETE
                 self.hang_up()
-                if self._timers is not None:  # armed: the request already waited once
-                    self._arm_background(asyncio.get_running_loop())
+                if self.timers is not None:  # armed (so _timeouts is loaded): it waited once
+                    _timeouts.arm_background(self, asyncio.get_running_loop(), self.timers)
             if not self.buffered:
                 await self._forward(message)
         elif kind == "http.response.start" and state == NEW:
@@ -248,88 +247,27 @@ class Exchange(Call):
         if self._gone_event is not None:
             self._gone_event.set()
 
-    # Time bounds: armed only once the request has to wait (Call.suspended).
+    # Time bounds (_timeouts): armed only once the request has to wait (Call.suspended).
 
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self._timers = []
-        if self.timeout is not None:
-            self._timers.append(loop.call_at(self.started + self.timeout, self._expire))
-        task.add_done_callback(self._disarm)
-        if self.state == COMPLETE:
-            self._arm_background(loop)
-
-    def _disarm(self, task: asyncio.Task[Any]) -> None:
-        for timer in self._timers or ():
-            timer.cancel()
-
-    def _arm_background(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.buffered and self.owner is not None:
-            self._timers.append(loop.call_later(self.handler.task_timeout, self._overran))  # type: ignore[union-attr]
-
-    def _expire(self) -> None:
-        task = self.task
-        if task is None or task.done() or self.state == COMPLETE:
-            return
-        self.expired = True
-        logger.error(
-            "Answering 504 [request_id=%s]: the request did not finish within %gs; "
-            "the app was waiting at:\n%s",
-            self.request_id,
-            self.timeout,
-            _stack().await_stack(task),
-        )
-        task.cancel()
-        for spawned in self.spawned or ():
-            spawned.cancel()
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(grace(self.timeout or 0.0), self._settle_late))  # type: ignore[union-attr]
-
-    def _settle_late(self) -> None:
-        task = self.task
-        if task is not None and not task.done():
-            logger.error(
-                "The app ignored the cancellation of its timed-out request and still runs "
-                "[request_id=%s]; answering 504 without it.",
-                self.request_id,
-            )
-            self.settle(Response.rejection(self._timed_out()))
-
-    def _overran(self) -> None:
-        task = self.task
-        if task is not None and not task.done() and not self.returned:
-            logger.warning(
-                "The app still runs %gs after completing its response (a background task?) "
-                "[request_id=%s]; returning the response, the app goes on while later "
-                "requests run the loop. It was waiting at:\n%s",
-                self.handler.task_timeout,
-                self.request_id,
-                _stack().await_stack(task),
-            )
-            self.settle(self.response(None))
-
-    def _timed_out(self) -> Rejection:
-        return timed_out(self.timeout or 0.0)
+        _load_timeouts()
+        _timeouts.arm(self, loop, task)
 
     def wait_limit(self) -> float | None:
-        if self.timeout is None:
-            return None
-        return self.started + self.timeout + 2 * grace(self.timeout) - time.monotonic()
+        _load_timeouts()
+        return _timeouts.wait_limit(self)
 
     def abandon(self) -> Response:
-        owner = self.owner
-        driver = owner._driver if owner is not None else None
-        frames = sys._current_frames()
-        frame = frames.get(driver.thread) if driver is not None and driver.thread else None
-        logger.error(
-            "Answering 504 [request_id=%s]: the request waited %gs for the event loop, which "
-            "another request's thread keeps busy without awaiting (blocking code in an async "
-            "endpoint?). That thread is at:\n%s",
-            self.request_id,
-            self.timeout,
-            _stack().frame_stack(frame) if frame is not None else "  (unknown)",
-        )
-        return Response.rejection(self._timed_out())
+        _load_timeouts()
+        _timeouts.abandoned(self)
+        return self.timed_out()
+
+    def complete(self) -> bool:
+        return self.state == COMPLETE
+
+    def timed_out(self) -> Response:
+        """The 504 for a request that outlived its timeout."""
+        return Response.rejection(timed_out(self.timeout or 0.0))
 
     # What the request produced.
 
@@ -342,7 +280,7 @@ class Exchange(Call):
         if self.unready:
             return Response.internal_error()  # logged by the lifespan
         if self.expired and self.state != COMPLETE:
-            return Response.rejection(self._timed_out())  # logged at the timeout
+            return self.timed_out()  # logged at the timeout
         passed = error if isinstance(error, Exception) else None  # exc_info for WSGI servers
         if not self._usable(error):
             return Response.internal_error(passed)
@@ -379,7 +317,7 @@ class Exchange(Call):
         elif self.unready:
             answer = None
         elif self.expired and self.state == NEW:
-            answer = self._timed_out()
+            answer = timed_out(self.timeout or 0.0)
         else:
             if self._usable(self.error) or self.state != NEW:
                 return  # complete, or cut off after the start: the server ends the connection
@@ -488,69 +426,21 @@ class HTTPHandler:
         exchange.returned = True
         exchange.hang_up()
         if exchange.spawned and not exchange.expired:
-            await self._wait_for(exchange.spawned, exchange.request_id)
+            _load_timeouts()
+            await _timeouts.wait_for_spawned(self, exchange.spawned, exchange.request_id)
         return exchange.result()
-
-    async def _wait_for(self, spawned: list[asyncio.Task[Any]], request_id: str) -> None:
-        """Let the tasks the request started finish: FC may freeze the instance right after.
-
-        Bounded by ``task_timeout``; tasks still running then are named in a warning and left
-        to progress whenever later requests run the loop (pre_freeze waits for them again).
-        """
-        self.leftovers.update(spawned)  # pre_freeze may come before this wait is over
-        pending = await wait_for_tasks(spawned, self.task_timeout)
-        if pending:
-            logger.warning(
-                "%d task(s) the request started still run after %gs and will be frozen "
-                "with the instance [request_id=%s]: %s",
-                len(pending),
-                self.task_timeout,
-                request_id,
-                _names(pending),
-            )
-        for task in spawned:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                logger.error(
-                    "Exception in a task the request started [request_id=%s]",
-                    request_id,
-                    exc_info=task.exception(),
-                )
 
     async def settle_leftovers(self, request_id: str) -> None:
         """pre_freeze: give the tasks earlier requests left running ``task_timeout`` seconds."""
-        pending = await wait_for_tasks(list(self.leftovers), self.task_timeout)
-        if pending:
-            logger.warning(
-                "%d task(s) still run as FC freezes the instance [request_id=%s]: %s",
-                len(pending),
-                request_id,
-                _names(pending),
-            )
+        _load_timeouts()
+        await _timeouts.settle_leftovers(self, request_id)
 
 
-async def wait_for_tasks(tasks: list[asyncio.Task[Any]], timeout: float) -> list[asyncio.Task[Any]]:
-    """Wait up to ``timeout`` seconds for ``tasks``, and for tasks added to the list meanwhile
-    (a task may start others); the ones still running then."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while pending := [task for task in tasks if not task.done()]:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return pending
-        await asyncio.wait(pending, timeout=remaining)
-    return []
-
-
-def _stack() -> Any:
-    """The stack formatting module, imported when a log record first needs it (not on the
-    cold start of every function)."""
-    from . import _stack as module
-
-    return module
-
-
-def _names(tasks: list[asyncio.Task[Any]]) -> str:
-    return ", ".join(sorted(task.get_name() for task in tasks))
+def _load_timeouts() -> None:
+    """Import the time bounds: when a request first has to wait, not on every cold start."""
+    global _timeouts
+    if _timeouts is None:
+        from . import _timeouts
 
 
 def _as_bytes(body: object) -> bytes:

@@ -65,7 +65,8 @@ def _environment_http_variables() -> dict[str, str]:
     """
     global _os_http_variables
     if _os_http_variables is None:
-        _os_http_variables = {k: v for k, v in os.environ.items() if k.startswith("HTTP_")}
+        environ = os.environ
+        _os_http_variables = {k: environ[k] for k in environ if k.startswith("HTTP_")}
     return _os_http_variables
 
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import fc_bridge._headers
+import fc_bridge._timeouts
 from fc_bridge import Bridge, Limits, WebFunction
 from fc_bridge._http import Exchange
 from fc_bridge._loop import Call, SharedLoop
@@ -53,9 +54,9 @@ def test_a_late_timer_finds_the_request_done_and_changes_nothing(loop: SharedLoo
     async def main() -> None:
         exchange.task = asyncio.get_running_loop().create_task(done())
         await exchange.task
-        exchange._settle_late()
-        exchange._overran()
-        exchange._expire()
+        fc_bridge._timeouts._settle_late(exchange)
+        fc_bridge._timeouts._overran(exchange)
+        fc_bridge._timeouts._expire(exchange, [])
 
     asyncio.run(main())
     assert (exchange.settled, exchange.expired) == (False, False)

@@ -1,0 +1,183 @@
+"""A request's time bounds (README, "Timeouts"), armed only once the request has to wait.
+
+Most requests finish in the first step of their task and never load this module: cold starts
+pay for it only when an app first awaits I/O. A request still running at its timeout is
+cancelled, with its tasks, and answered 504, after one log record showing where it was
+waiting. If the app swallows the cancellation, the caller is released with the 504 ``grace``
+seconds later and the app left to finish on its own. A response complete while the app goes on
+(a Starlette background task) is returned after ``task_timeout``. The tasks a request started
+get ``task_timeout`` seconds to finish before FC may freeze the instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ._options import grace
+
+if TYPE_CHECKING:
+    from ._http import Exchange, HTTPHandler
+
+logger = logging.getLogger("fc_bridge.http")
+
+
+def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    """Bound ``exchange``, whose ``task`` did not finish in one step. On the loop."""
+    exchange.task = task
+    timers: list[asyncio.TimerHandle] = []
+    exchange.timers = timers
+    if exchange.timeout is not None:
+        deadline = exchange.started + exchange.timeout
+        timers.append(loop.call_at(deadline, _expire, exchange, timers))
+    task.add_done_callback(partial(_disarm, timers))
+    if exchange.complete():
+        arm_background(exchange, loop, timers)
+
+
+def arm_background(
+    exchange: Exchange, loop: asyncio.AbstractEventLoop, timers: list[asyncio.TimerHandle]
+) -> None:
+    """The response is complete: return it after ``task_timeout`` if the app goes on."""
+    if exchange.buffered and exchange.owner is not None:
+        timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
+
+
+def _disarm(timers: list[asyncio.TimerHandle], task: asyncio.Task[Any]) -> None:
+    for timer in timers:
+        timer.cancel()
+
+
+def _expire(exchange: Exchange, timers: list[asyncio.TimerHandle]) -> None:
+    task = exchange.task
+    if task is None or task.done() or exchange.complete():
+        return
+    exchange.expired = True
+    logger.error(
+        "Answering 504 [request_id=%s]: the request did not finish within %gs; "
+        "the app was waiting at:\n%s",
+        exchange.request_id,
+        exchange.timeout,
+        _stack().await_stack(task),
+    )
+    task.cancel()
+    for spawned in exchange.spawned or ():
+        spawned.cancel()
+    loop = asyncio.get_running_loop()
+    timers.append(loop.call_later(grace(exchange.timeout or 0.0), _settle_late, exchange))
+
+
+def _settle_late(exchange: Exchange) -> None:
+    task = exchange.task
+    if task is not None and not task.done():
+        logger.error(
+            "The app ignored the cancellation of its timed-out request and still runs "
+            "[request_id=%s]; answering 504 without it.",
+            exchange.request_id,
+        )
+        exchange.settle(exchange.timed_out())
+
+
+def _overran(exchange: Exchange) -> None:
+    task = exchange.task
+    if task is not None and not task.done() and not exchange.returned:
+        logger.warning(
+            "The app still runs %gs after completing its response (a background task?) "
+            "[request_id=%s]; returning the response, the app goes on while later "
+            "requests run the loop. It was waiting at:\n%s",
+            exchange.handler.task_timeout,
+            exchange.request_id,
+            _stack().await_stack(task),
+        )
+        exchange.settle(exchange.response(None))
+
+
+def wait_limit(exchange: Exchange) -> float | None:
+    """How long a parked thread waits for the loop before answering 504 itself."""
+    if exchange.timeout is None:
+        return None
+    return exchange.started + exchange.timeout + 2 * grace(exchange.timeout) - time.monotonic()
+
+
+def abandoned(exchange: Exchange) -> None:
+    """Log why a thread stopped waiting for the loop (its driver blocks it)."""
+    owner = exchange.owner
+    driver = owner._driver if owner is not None else None
+    frames = sys._current_frames()
+    frame = frames.get(driver.thread) if driver is not None and driver.thread else None
+    logger.error(
+        "Answering 504 [request_id=%s]: the request waited %gs for the event loop, which "
+        "another request's thread keeps busy without awaiting (blocking code in an async "
+        "endpoint?). That thread is at:\n%s",
+        exchange.request_id,
+        exchange.timeout,
+        _stack().frame_stack(frame) if frame is not None else "  (unknown)",
+    )
+
+
+async def wait_for_spawned(
+    handler: HTTPHandler, spawned: list[asyncio.Task[Any]], request_id: str
+) -> None:
+    """Let the tasks a request started finish: FC may freeze the instance right after.
+
+    Bounded by ``task_timeout``; tasks still running then are named in a warning and left
+    to progress whenever later requests run the loop (pre_freeze waits for them again).
+    """
+    handler.leftovers.update(spawned)  # pre_freeze may come before this wait is over
+    pending = await wait_for_tasks(spawned, handler.task_timeout)
+    if pending:
+        logger.warning(
+            "%d task(s) the request started still run after %gs and will be frozen "
+            "with the instance [request_id=%s]: %s",
+            len(pending),
+            handler.task_timeout,
+            request_id,
+            _names(pending),
+        )
+    for task in spawned:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "Exception in a task the request started [request_id=%s]",
+                request_id,
+                exc_info=task.exception(),
+            )
+
+
+async def settle_leftovers(handler: HTTPHandler, request_id: str) -> None:
+    """pre_freeze: give the tasks earlier requests left running ``task_timeout`` seconds."""
+    pending = await wait_for_tasks(list(handler.leftovers), handler.task_timeout)
+    if pending:
+        logger.warning(
+            "%d task(s) still run as FC freezes the instance [request_id=%s]: %s",
+            len(pending),
+            request_id,
+            _names(pending),
+        )
+
+
+async def wait_for_tasks(tasks: list[asyncio.Task[Any]], timeout: float) -> list[asyncio.Task[Any]]:
+    """Wait up to ``timeout`` seconds for ``tasks``, and for tasks added to the list meanwhile
+    (a task may start others); the ones still running then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending := [task for task in tasks if not task.done()]:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return pending
+        await asyncio.wait(pending, timeout=remaining)
+    return []
+
+
+def _stack() -> Any:
+    """The stack formatting module, imported when a log record first needs it."""
+    from . import _stack as module
+
+    return module
+
+
+def _names(tasks: list[asyncio.Task[Any]]) -> str:
+    return ", ".join(sorted(task.get_name() for task in tasks))
