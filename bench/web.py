@@ -32,6 +32,24 @@ WORKLOADS = {
     "tiny GET": ("bench.apps:starlette_app", "/tiny"),
     "FastAPI JSON route": ("bench.fastapi_target:app", "/items/42?q=widget&limit=3"),
 }
+# What FC's gateway adds to every request it forwards to a web function (FC_FACTS section 5);
+# both servers get the same bytes.
+FC_HEADERS = "".join(
+    f"{name}: {value}\r\n"
+    for name, value in {
+        "x-fc-function-name": "bench",
+        "x-fc-function-handler": "index.handler",
+        "x-fc-function-memory": "512",
+        "x-fc-function-timeout": "60",
+        "x-fc-region": "cn-hangzhou",
+        "x-fc-account-id": "1234567890",
+        "x-fc-service-name": "bench-service",
+        "x-fc-qualifier": "LATEST",
+        "x-fc-access-key-id": "STS.bench",
+        "x-fc-access-key-secret": "bench-secret",
+        "x-fc-security-token": "bench-token",
+    }.items()
+)
 LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
@@ -71,9 +89,12 @@ def serving(server: str, target: str) -> Iterator[int]:
 
 async def connection(port: int, path: str, count: int, latencies: list[float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = f"GET {path} HTTP/1.1\r\nHost: bench.fcapp.run\r\n\r\n".encode()
     try:
-        for _ in range(count):
+        for n in range(count):
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: bench.fcapp.run\r\n"
+                f"x-fc-request-id: 1-{id(writer):x}-{n}\r\n{FC_HEADERS}\r\n"
+            ).encode()
             start = time.perf_counter()
             writer.write(request)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)

@@ -22,6 +22,7 @@ CREDENTIAL_VARIABLES = (
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     "ALIBABA_CLOUD_SECURITY_TOKEN",
 )
+FUNCTION_LOGGER = logging.getLogger("fc_bridge.function")  # context.logger, as FC's
 # x-fc-* request headers a web function gets; the credential ones never reach the app's headers.
 CREDENTIAL_HEADERS = (b"x-fc-access-key-id", b"x-fc-access-key-secret", b"x-fc-security-token")
 
@@ -156,7 +157,7 @@ def make_context(
 ) -> LocalContext:
     """A fresh context for one invocation."""
     rid = request_id or str(uuid.uuid4())
-    logger = logging.getLogger("fc_bridge.function")
+    logger = FUNCTION_LOGGER
     if generation == 3:  # FC 3.0: no credentials, no service (FC_FACTS section 3)
         return LocalContext(
             request_id=rid,
@@ -195,32 +196,71 @@ def make_context(
     )
 
 
+# The x-fc-* headers that describe the function, not the request: FC sends the same values with
+# every request, so what they make is made once (FUNCTION_HEADERS order is _describe's).
+FUNCTION_HEADERS = tuple(
+    b"x-fc-" + name
+    for name in (
+        b"function-name",
+        b"function-handler",
+        b"function-memory",
+        b"function-timeout",
+        b"region",
+        b"account-id",
+        b"service-name",
+        b"qualifier",
+        b"version-id",
+    )
+)
+# The header values -> (the FunctionInfo they complete, the result): matched by identity, as
+# hashing a FunctionInfo costs more than the rest of the lookup.
+_described: dict[tuple[bytes | None, ...], tuple[FunctionInfo, FunctionInfo]] = {}
+
+
 def context_from_headers(headers: Mapping[bytes, bytes], info: FunctionInfo) -> LocalContext:
     """The context of a web function's request, from the ``x-fc-*`` headers FC sends with it
     (FC_FACTS section 5); what a header does not say comes from ``info``."""
-
-    def text(name: str) -> str | None:
-        value = headers.get(b"x-fc-" + name.encode())
-        return value.decode("latin-1") if value else None
-
-    def number(name: str, default: int) -> int:
-        value = text(name)
-        return int(value) if value and value.isdigit() else default
-
-    info = replace(
-        info,
-        name=text("function-name") or info.name,
-        handler=text("function-handler") or info.handler,
-        memory=number("function-memory", info.memory),
-        timeout=number("function-timeout", info.timeout),
-        region=text("region") or info.region,
-        account_id=text("account-id") or info.account_id,
-        service=text("service-name") or info.service,
-        qualifier=text("qualifier") or info.qualifier,
-        version_id=text("version-id") or info.version_id,
+    get = headers.get
+    described = tuple(map(get, FUNCTION_HEADERS))
+    known = _described.get(described)
+    if known is not None and known[0] is info:
+        function = known[1]
+    else:
+        function = _describe(info, described)
+        if len(_described) < 64:  # the same few sets of values, on every request
+            _described[described] = (info, function)
+    key_id, secret, token = map(get, CREDENTIAL_HEADERS)
+    credentials = (
+        Credentials(key_id.decode("latin-1"), secret.decode("latin-1"), _text(token) or "")
+        if key_id and secret
+        else None
     )
-    key_id, secret, token = (text(h.decode()[5:]) for h in CREDENTIAL_HEADERS)
-    credentials = Credentials(key_id, secret, token or "") if key_id and secret else None
-    context = make_context(info, 2, request_id=text("request-id"), credentials=credentials)
-    context.retry_count = number("retry-count", 0)
+    context = make_context(
+        function, 2, request_id=_text(get(b"x-fc-request-id")), credentials=credentials
+    )
+    context.retry_count = _number(get(b"x-fc-retry-count"), 0)
     return context
+
+
+def _describe(info: FunctionInfo, values: tuple[bytes | None, ...]) -> FunctionInfo:
+    name, handler, memory, timeout, region, account_id, service, qualifier, version_id = values
+    return replace(
+        info,
+        name=_text(name) or info.name,
+        handler=_text(handler) or info.handler,
+        memory=_number(memory, info.memory),
+        timeout=_number(timeout, info.timeout),
+        region=_text(region) or info.region,
+        account_id=_text(account_id) or info.account_id,
+        service=_text(service) or info.service,
+        qualifier=_text(qualifier) or info.qualifier,
+        version_id=_text(version_id) or info.version_id,
+    )
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value else None
+
+
+def _number(value: bytes | None, default: int) -> int:
+    return int(value) if value and value.isdigit() else default

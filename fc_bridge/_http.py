@@ -18,6 +18,7 @@ import asyncio
 import contextvars
 import logging
 import os
+import sys
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -40,6 +41,9 @@ INTERNAL_ERROR_BODY = b"Internal Server Error"
 TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 NEW, STARTED, COMPLETE = 0, 1, 2
+# Task.cancelling() and uncancel(): a request can run in the server's task and still tell the
+# server's cancellation from its own timeout's.
+CANCELLING = sys.version_info >= (3, 11)
 
 
 class ResponseRefused(OSError):
@@ -86,6 +90,7 @@ class Exchange(Call):
     headers: Headers = []  # noqa: RUF012  # replaced, never changed, by the start message
     size = 0
     buffered = True
+    server_task: asyncio.Task[Any] | None = None  # streamed right in it (HTTPHandler.streamed)
     _server_receive: Receive | None = None
     _server_send: Send | None = None
     _held: list[Message] | None = None
@@ -265,6 +270,11 @@ class Exchange(Call):
     def complete(self) -> bool:
         return self.state == COMPLETE
 
+    def disarm(self) -> None:
+        """The request is over: its timers go (a task of its own disarms them when done)."""
+        for timer in self.timers or ():
+            timer.cancel()
+
     def timed_out(self) -> Response:
         """The 504 for a request that outlived its timeout."""
         return Response.rejection(timed_out(self.timeout or 0.0))
@@ -382,17 +392,26 @@ class HTTPHandler:
         loop = asyncio.get_running_loop()
         if loop.get_task_factory() is None:  # the server's loop: see the tasks requests start
             loop.set_task_factory(task_factory)
-        # The app runs in a task of its own with a fresh context. The server's task may carry
-        # an earlier request's context variables: asyncio copies the current context into the
-        # callbacks a request registers, and uvicorn resumes reading a keep-alive connection
-        # from inside the request that just finished.
-        task = contextvars.Context().run(loop.create_task, self._cycle(exchange))
-        exchange.suspended(loop, task)
-        try:
-            await asyncio.shield(task)  # so that a cancellation reaches us, not only the app
-        except asyncio.CancelledError:  # the server is going away: so does the request
-            task.cancel()
-            raise
+        task = asyncio.current_task()
+        if CANCELLING and task is not None and not len(contextvars.copy_context()):
+            # The server gave the request a task of its own with a fresh context (uvicorn's
+            # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
+            exchange.server_task = task
+            exchange.suspended(loop, task)
+            await self._cycle(exchange)
+            exchange.disarm()
+        else:
+            # A task of its own with a fresh context: the server's task may carry an earlier
+            # request's context variables (asyncio copies the current context into the
+            # callbacks a request registers, and uvicorn without reset_contextvars resumes
+            # reading a keep-alive connection from inside the request that just finished).
+            task = contextvars.Context().run(loop.create_task, self._cycle(exchange))
+            exchange.suspended(loop, task)
+            try:
+                await asyncio.shield(task)  # so that a cancellation reaches us, not only the app
+            except asyncio.CancelledError:  # the server is going away: so does the request
+                task.cancel()
+                raise
         await exchange.finish_streamed()
 
     async def _cycle(self, exchange: Exchange) -> Response | None:
@@ -419,6 +438,14 @@ class HTTPHandler:
                 exc = None  # type: ignore[assignment]  # logged when refused
             elif isinstance(exc, asyncio.CancelledError) and exchange.expired:
                 exc = None  # type: ignore[assignment]  # logged at the timeout
+                if exchange.server_task is not None:  # the timeout's cancellation, taken back:
+                    exchange.server_task.uncancel()  # type: ignore[attr-defined,unused-ignore]
+            elif (
+                isinstance(exc, asyncio.CancelledError)
+                and exchange.server_task is not None
+                and exchange.server_task.cancelling()  # type: ignore[attr-defined,unused-ignore]
+            ):
+                raise  # the server cancels its own task: not the app's failure
             exchange.error = exc
             if isinstance(exc, GeneratorExit):
                 return exchange.result()  # the coroutine is being closed: no more awaits

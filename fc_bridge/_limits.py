@@ -158,7 +158,10 @@ class Limits:
 def is_async_invocation(headers: Headers) -> bool:
     """Whether the request is an asynchronous invocation (``X-Fc-Invocation-Type: Async``),
     which FC answers at once and holds to a smaller body limit."""
-    return any(n == b"x-fc-invocation-type" and v.lower() == b"async" for n, v in headers)
+    for name, value in headers:  # a loop, not any(): this runs for every web request
+        if name == b"x-fc-invocation-type" and value.lower() == b"async":
+            return True
+    return False
 
 
 def _request_headers_size(headers: Headers) -> int:

@@ -15,6 +15,7 @@ import pytest
 from fc_bridge import Bridge
 from fc_bridge._loop import SharedLoop, shared_loop
 from fc_bridge._types import Receive, Send
+from fc_bridge.local.cli import fresh_contexts
 from fc_bridge.local.emulator import Invocation, RuntimeResponse, call_wsgi, wsgi_environ
 
 # FC's own samples (README, "What the bridge relies on FC for"); FC_BRIDGE_SAMPLES overrides.
@@ -106,12 +107,15 @@ def _close_shared_loop() -> Iterator[None]:
 
 @contextmanager
 def running_server(app: Any, **options: Any) -> Iterator[str]:
-    """A real uvicorn server for ``app`` on a free loopback port; yields its base URL."""
+    """A real uvicorn server for ``app`` on a free loopback port; yields its base URL.
+
+    A fresh context per request, as ``fc-bridge serve`` configures uvicorn, unless
+    ``reset_contextvars=False``.
+    """
     import uvicorn
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
-    )
+    options = {"lifespan": "on", **fresh_contexts(), **options}
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)
     server = uvicorn.Server(config)
     exit_codes: list[object] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ from fc_bridge._types import Message, Receive, Scope, Send
 from fc_bridge.local import asgi_app
 
 from .conftest import fc_call, running_server
-from .test_frontends_asgi import talk
+from .test_frontends_asgi import http_scope, talk
 
 
 async def completes_then_waits(scope: Scope, receive: Receive, send: Send) -> None:
@@ -592,3 +593,106 @@ def test_the_host_option_stands_in_for_a_missing_host_header(loop: SharedLoop) -
     event = {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}}
     handler(json.dumps(event), {})
     assert hosts == [b"api.example.com", b"sent.example.com", b"api.example.com"]
+
+
+leftover: contextvars.ContextVar[str] = contextvars.ContextVar("leftover")
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
+    fresh: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # fresh: the app runs in the server's own task; not fresh (a variable left in the
+    # context): in a task of its own. Either way the server's cancellation reaches the app,
+    # the server's task ends cancelled, and nothing is sent or logged as the app's failure.
+    cancelled: list[str] = []
+    started = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(scope["path"])
+            raise
+
+    web = WebFunction(Bridge(app, lifespan="off"))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> bool:
+        context = contextvars.Context()
+        if not fresh:
+            context.run(leftover.set, "from an earlier request")
+        loop = asyncio.get_running_loop()
+        task = context.run(loop.create_task, web(http_scope("/slow"), receive, send))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    assert asyncio.run(main()) is True
+    assert (cancelled, sent) == (["/slow"], [])
+    assert "Exception in ASGI application" not in caplog.text
+
+
+def test_a_web_request_timing_out_in_the_servers_task_leaves_that_task_serving() -> None:
+    # The 504 comes from the bridge's own cancellation, which it takes back: the server's task
+    # goes on (a later asyncio.timeout in it would otherwise fire at once).
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(3600)
+
+    web = WebFunction(Bridge(app, lifespan="off", timeout=0.2))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def serve() -> int:
+        await web(http_scope("/slow"), receive, send)
+        await asyncio.sleep(0)  # still a live task: no cancellation pending
+        task = asyncio.current_task()
+        return getattr(task, "cancelling", lambda: 0)()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        return await contextvars.Context().run(loop.create_task, serve())
+
+    assert asyncio.run(main()) == 0
+    assert [m.get("status") for m in sent] == [504, None]
+    assert json.loads(sent[1]["body"])["ErrorCode"] == "FunctionTimeout"
+
+
+def test_a_cancelled_error_an_app_raises_itself_is_its_failure_in_the_servers_task_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nobody cancelled the task: the app's own CancelledError is an exception like any other.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise asyncio.CancelledError
+
+    web = WebFunction(Bridge(app, lifespan="off"))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await contextvars.Context().run(loop.create_task, web(http_scope("/"), receive, send))
+
+    asyncio.run(main())
+    assert [m.get("status") for m in sent] == [500, None]
+    assert "Exception in ASGI application" in caplog.text

@@ -101,12 +101,19 @@ def test_memory_stays_flat_across_10000_requests(loop: SharedLoop) -> None:
     assert growth < 400_000, f"memory grew by {growth} bytes over 10,000 requests"
 
 
-@pytest.mark.parametrize("mode", ["fc2", "fc3", "web"])
-def test_each_local_mode_under_concurrent_real_http_clients(mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "fresh"), [("fc2", True), ("fc3", True), ("web", True), ("web", False)]
+)
+def test_each_local_mode_under_concurrent_real_http_clients(mode: str, fresh: bool) -> None:
+    # fresh=False: uvicorn hands a keep-alive connection's next request the context of the
+    # one before; the web function still gives each request a fresh one (a task of its own).
     rng = random.Random(mode)
     requests = [(f"{mode}-{n}", rng.randbytes(rng.choice(SIZES[:6]))) for n in range(96)]
     front = asgi_app(Bridge(isolating_app), mode, concurrency=8)
-    with running_server(front) as url, httpx.Client(timeout=30) as client:
+    with (
+        running_server(front, reset_contextvars=fresh) as url,
+        httpx.Client(timeout=30) as client,
+    ):
         if mode == "web":
             assert client.post(url + "/initialize").status_code == 200
 

@@ -118,3 +118,28 @@ def test_context_from_headers_without_fc_headers_is_local() -> None:
     context = context_from_headers({}, FunctionInfo(name="local"))
     assert context.function.name == "local"
     assert context.request_id
+
+
+def test_each_request_gets_its_own_context_from_what_the_function_headers_say() -> None:
+    # What the function headers make is remembered (FC sends the same values every time), but
+    # every request still gets a context of its own, and new values are never answered from
+    # what an earlier request said, however many sets of them come.
+    info = FunctionInfo()
+    contexts = [
+        context_from_headers(
+            {b"x-fc-request-id": b"r%d" % i, b"x-fc-function-name": b"fn-%d" % (i % 80)}, info
+        )
+        for i in range(200)
+    ]
+    assert [(c.request_id, c.function.name) for c in contexts] == [
+        (f"r{i}", f"fn-{i % 80}") for i in range(200)
+    ]
+    assert contexts[0] is not contexts[80]
+    assert contexts[0].function is not contexts[80].function
+    contexts[0].function.name = "changed by an app"
+    again = context_from_headers({b"x-fc-function-name": b"fn-0"}, info)
+    assert again.function.name == "fn-0"
+    # The same headers completing another function's info: that info's values, not the first's.
+    other = context_from_headers({b"x-fc-function-name": b"fn-0"}, FunctionInfo(memory=1024))
+    assert (other.function.name, other.function.memory) == ("fn-0", 1024)
+    assert context_from_headers({b"x-fc-function-name": b"fn-0"}, info).function.memory == 512

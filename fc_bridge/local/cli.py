@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import errno
+import inspect
 import json
 import logging
 import os
@@ -272,6 +273,8 @@ def serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "lifespan": "on",
         "server_header": False,  # FC sends its own
+        # uvicorn formats each access-log line even when its level drops it
+        "access_log": args.log_level in ("debug", "info"),
     }
     if args.reload:  # uvicorn re-imports in a new process: it gets the options from there
         os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
@@ -280,12 +283,21 @@ def serve(args: argparse.Namespace) -> int:
         # No server-level lifespan: uvicorn would log "Application startup complete" while the
         # app's startup waits for POST /initialize. The app logs its own startup when it runs,
         # and its shutdown runs when the server stops.
-        config = uvicorn.Config(app, **{**options, "lifespan": "off"})
+        config = uvicorn.Config(app, **{**options, "lifespan": "off", **fresh_contexts()})
         stop = app.shutdown if isinstance(app, WebFunction) else app.stop
         web_server(config, stop).run()
     else:
         uvicorn.run(app, **options)
     return 0
+
+
+def fresh_contexts() -> dict[str, Any]:
+    """uvicorn's option for a fresh context per request, where this uvicorn has it (0.36+):
+    a web function's app then runs in the request's own task instead of one more of its own."""
+    import uvicorn
+
+    accepted = inspect.signature(uvicorn.Config).parameters
+    return {"reset_contextvars": True} if "reset_contextvars" in accepted else {}
 
 
 def web_server(config: Any, stop: Callable[[], Awaitable[None]]) -> Any:
