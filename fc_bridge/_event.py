@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._limits import Rejection, bad_request, bad_response
-from ._scope import CREDENTIAL_HEADERS, http_scope, server_of
+from ._scope import CREDENTIAL_HEADERS, http_scope, resolve, server_of
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
-from ._urls import resolve
 
 if TYPE_CHECKING:
     from ._http import Response

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._function import FunctionInfo, context_from_headers
 from ._limits import Limits, Rejection, is_async_invocation
-from ._scope import CREDENTIAL_HEADERS, NO_STATE
+from ._scope import CREDENTIAL_HEADERS, NO_STATE, resolve
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
-from ._urls import resolve
 
 if TYPE_CHECKING:
     from ._bridge import Bridge

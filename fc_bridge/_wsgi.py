@@ -15,10 +15,18 @@ from typing import TYPE_CHECKING
 
 from ._context import field
 from ._limits import Rejection, bad_request
-from ._scope import CREDENTIAL_HEADERS, http_scope, server_of
+from ._scope import (
+    CREDENTIAL_HEADERS,
+    PROXY_PATH,
+    decode_path,
+    encode_path,
+    http_scope,
+    resolve,
+    server_of,
+    split_uri,
+)
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
-from ._urls import PROXY_PATH, decode_path, encode_path, resolve, split_uri
 
 if TYPE_CHECKING:
     from ._http import Response

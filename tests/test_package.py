@@ -36,7 +36,6 @@ def test_names_only_some_functions_need_are_imported_on_first_use() -> None:
         "['fc_bridge._function',",
         "'fc_bridge._scope',",
         "'fc_bridge._types',",
-        "'fc_bridge._urls',",
         "'fc_bridge._web']",
         "fc_bridge._web",
         "fc_bridge._function",
@@ -60,8 +59,8 @@ CALLS = {
     ("call", "loaded"),
     [
         ("nothing", []),
-        ("wsgi", ["fc_bridge._scope", "fc_bridge._urls", "fc_bridge._wsgi"]),
-        ("event", ["fc_bridge._event", "fc_bridge._scope", "fc_bridge._urls"]),
+        ("wsgi", ["fc_bridge._scope", "fc_bridge._wsgi"]),
+        ("event", ["fc_bridge._event", "fc_bridge._scope"]),
     ],
 )
 def test_each_way_fc_calls_imports_only_its_own_module(call: str, loaded: list[str]) -> None:

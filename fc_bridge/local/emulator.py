@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .._event import as_text
-from .._urls import decode_path, prefix_end
+from .._scope import decode_path, prefix_end
 
 WSGIHandler = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes | str]]
 
