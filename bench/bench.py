@@ -39,8 +39,9 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import icount
+from bench import cold, icount
 from bench.apps import make_fastapi_app, starlette_app
+from bench.cold import COLD_BODIES, COLD_START, ENV, ROOT
 from fc_bridge import Bridge, Limits
 from fc_bridge._loop import SharedLoop
 from fc_bridge._options import Options
@@ -325,61 +326,6 @@ def peak_memory(only: list[str]) -> dict[str, float]:
     return results
 
 
-COLD_START = """
-import io, sys, time
-sys.path.insert(0, {root!r})
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-async def tiny(request):
-    return PlainTextResponse("hello")
-app = Starlette(routes=[Route("/tiny", tiny)])
-environ = {{"REQUEST_METHOD": "GET", "PATH_INFO": "/tiny", "SCRIPT_NAME": "", "QUERY_STRING": "",
-    "fc.request_uri": "/tiny", "SERVER_NAME": "FCRUNTIME", "SERVER_PORT": "9000",
-    "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http"}}
-start = time.perf_counter()
-{body}
-print(time.perf_counter() - start)
-"""
-
-COLD_BODIES = {
-    "floor": (
-        "import asyncio\n"
-        "async def main():\n"
-        "    out = []\n"
-        "    async def receive():\n"
-        "        return {'type': 'http.request', 'body': b'', 'more_body': False}\n"
-        "    async def send(m): out.append(m)\n"
-        "    scope = {'type': 'http', 'method': 'GET', 'path': '/tiny', 'raw_path': b'/tiny',\n"
-        "        'root_path': '', 'query_string': b'', 'headers': [], 'scheme': 'http',\n"
-        "        'http_version': '1.1', 'asgi': {'version': '3.0'}}\n"
-        "    await app(scope, receive, send)\n"
-        "asyncio.new_event_loop().run_until_complete(main())"
-    ),
-    "fc-bridge": (
-        "from fc_bridge import bridge\n"
-        "assert b''.join(bridge(app, lifespan='off')(environ, lambda *a: None)) == b'hello'"
-    ),
-    "a2wsgi": (
-        "from a2wsgi import ASGIMiddleware\n"
-        "assert b''.join(ASGIMiddleware(app)(environ, lambda *a: None)) == b'hello'"
-    ),
-    "Mangum": (
-        "from mangum import Mangum\n"
-        "event = {'version': '2.0', 'rawPath': '/tiny', 'rawQueryString': '', 'headers': {},\n"
-        "    'requestContext': {'http': {'method': 'GET', 'path': '/tiny',\n"
-        "                                'sourceIp': '1.1.1.1'}}}\n"
-        "class Ctx: pass\n"
-        "assert Mangum(app, lifespan='off')(event, Ctx())['body'] == 'hello'"
-    ),
-}
-
-
-ROOT = str(Path(__file__).resolve().parent.parent)
-# Deployed code has .pyc files (pip compiles on install): let the subprocesses write and use them.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def python(code: str) -> str:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV
@@ -554,6 +500,13 @@ def instructions(quick: bool) -> list[tuple[str, float, float, bool]]:
             checks.append((label, values[bridge] / values[reference], 1.10, False))
         label = f"{icount.FC3}, {workload} below Mangum (instructions)"
         checks.append((label, values[icount.FC3] / values["Mangum"], 1.0, False))
+    print()
+    starts = cold.instructions()
+    print("\n".join(cold.table(starts)))
+    for name, start in starts.items():
+        over = {c: start[c] - start["floor"] for c in ("fc-bridge", "Mangum")}
+        label = f"cold start, {name}: fc-bridge no more than Mangum over the floor (instructions)"
+        checks.append((label, over["fc-bridge"] / over["Mangum"], 1.0, False))
     return checks
 
 
