@@ -270,11 +270,6 @@ class Exchange(Call):
     def complete(self) -> bool:
         return self.state == COMPLETE
 
-    def disarm(self) -> None:
-        """The request is over: its timers go (a task of its own disarms them when done)."""
-        for timer in self.timers or ():
-            timer.cancel()
-
     def timed_out(self) -> Response:
         """The 504 for a request that outlived its timeout."""
         return Response.rejection(timed_out(self.timeout or 0.0))
@@ -393,25 +388,28 @@ class HTTPHandler:
         if loop.get_task_factory() is None:  # the server's loop: see the tasks requests start
             loop.set_task_factory(task_factory)
         task = asyncio.current_task()
-        if CANCELLING and task is not None and not len(contextvars.copy_context()):
+        fresh = not len(contextvars.copy_context())
+        if CANCELLING and task is not None and fresh:  # pragma: >=3.11 cover
             # The server gave the request a task of its own with a fresh context (uvicorn's
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
             exchange.suspended(loop, task)
             await self._cycle(exchange)
-            exchange.disarm()
-        else:
-            # A task of its own with a fresh context: the server's task may carry an earlier
-            # request's context variables (asyncio copies the current context into the
-            # callbacks a request registers, and uvicorn without reset_contextvars resumes
-            # reading a keep-alive connection from inside the request that just finished).
-            task = contextvars.Context().run(loop.create_task, self._cycle(exchange))
-            exchange.suspended(loop, task)
-            try:
-                await asyncio.shield(task)  # so that a cancellation reaches us, not only the app
-            except asyncio.CancelledError:  # the server is going away: so does the request
-                task.cancel()
-                raise
+            for timer in exchange.timers or ():  # the request is over; the server's task not
+                timer.cancel()
+            await exchange.finish_streamed()
+            return
+        # A task of its own with a fresh context: the server's task may carry an earlier
+        # request's context variables (asyncio copies the current context into the callbacks a
+        # request registers, and uvicorn without reset_contextvars resumes reading a keep-alive
+        # connection from inside the request that just finished).
+        task = contextvars.Context().run(loop.create_task, self._cycle(exchange))
+        exchange.suspended(loop, task)
+        try:
+            await asyncio.shield(task)  # so that a cancellation reaches us, not only the app
+        except asyncio.CancelledError:  # the server is going away: so does the request
+            task.cancel()
+            raise
         await exchange.finish_streamed()
 
     async def _cycle(self, exchange: Exchange) -> Response | None:
@@ -438,9 +436,10 @@ class HTTPHandler:
                 exc = None  # type: ignore[assignment]  # logged when refused
             elif isinstance(exc, asyncio.CancelledError) and exchange.expired:
                 exc = None  # type: ignore[assignment]  # logged at the timeout
-                if exchange.server_task is not None:  # the timeout's cancellation, taken back:
+                if exchange.server_task is not None:  # pragma: >=3.11 cover
+                    # The timeout's cancellation, taken back: the server's task goes on.
                     exchange.server_task.uncancel()  # type: ignore[attr-defined,unused-ignore]
-            elif (
+            elif (  # pragma: >=3.11 cover
                 isinstance(exc, asyncio.CancelledError)
                 and exchange.server_task is not None
                 and exchange.server_task.cancelling()  # type: ignore[attr-defined,unused-ignore]
