@@ -21,6 +21,29 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 # Deployed code has .pyc files (pip compiles on install): let the subprocesses write and use them.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
+
+def floor(path: str, query: str, headers: str, starts: str = "") -> str:
+    """The floor's body: the app awaited on a new loop with a scope built by hand; with
+    ``starts``, what the response body must start with."""
+    check = f"    assert out[1]['body'].startswith(b{starts!r})\n" if starts else ""
+    return (
+        "import asyncio\n"
+        "async def main():\n"
+        "    out = []\n"
+        "    async def receive():\n"
+        "        return {'type': 'http.request', 'body': b'', 'more_body': False}\n"
+        "    async def send(m): out.append(m)\n"
+        f"    scope = {{'type': 'http', 'method': 'GET', 'path': {path!r},\n"
+        f"        'raw_path': {path.encode()!r}, 'root_path': '',\n"
+        f"        'query_string': {query.encode()!r},\n"
+        f"        'headers': {headers}, 'scheme': 'http',\n"
+        "        'http_version': '1.1', 'asgi': {'version': '3.0'}}\n"
+        "    await app(scope, receive, send)\n"
+        f"{check}"
+        "asyncio.new_event_loop().run_until_complete(main())"
+    )
+
+
 COLD_START = """
 import io, sys, time
 sys.path.insert(0, {root!r})
@@ -40,19 +63,7 @@ print(time.perf_counter() - start)
 """
 
 COLD_BODIES = {
-    "floor": (
-        "import asyncio\n"
-        "async def main():\n"
-        "    out = []\n"
-        "    async def receive():\n"
-        "        return {'type': 'http.request', 'body': b'', 'more_body': False}\n"
-        "    async def send(m): out.append(m)\n"
-        "    scope = {'type': 'http', 'method': 'GET', 'path': '/tiny', 'raw_path': b'/tiny',\n"
-        "        'root_path': '', 'query_string': b'', 'headers': [], 'scheme': 'http',\n"
-        "        'http_version': '1.1', 'asgi': {'version': '3.0'}}\n"
-        "    await app(scope, receive, send)\n"
-        "asyncio.new_event_loop().run_until_complete(main())"
-    ),
+    "floor": floor("/tiny", "", "[]"),
     "fc-bridge": (
         "from fc_bridge import bridge\n"
         "assert b''.join(bridge(app, lifespan='off')(environ, lambda *a: None)) == b'hello'"
@@ -85,21 +96,7 @@ environ = {{"REQUEST_METHOD": "GET", "PATH_INFO": "/items/42", "SCRIPT_NAME": ""
 """
 
 FASTAPI_BODIES = {
-    "floor": (
-        "import asyncio\n"
-        "async def main():\n"
-        "    out = []\n"
-        "    async def receive():\n"
-        "        return {'type': 'http.request', 'body': b'', 'more_body': False}\n"
-        "    async def send(m): out.append(m)\n"
-        "    scope = {'type': 'http', 'method': 'GET', 'path': '/items/42',\n"
-        "        'raw_path': b'/items/42', 'root_path': '', 'query_string': b'q=widget',\n"
-        "        'headers': [(b'host', b'bench.fcapp.run')], 'scheme': 'http',\n"
-        "        'http_version': '1.1', 'asgi': {'version': '3.0'}}\n"
-        "    await app(scope, receive, send)\n"
-        "    assert out[1]['body'].startswith(b'{')\n"
-        "asyncio.new_event_loop().run_until_complete(main())"
-    ),
+    "floor": floor("/items/42", "q=widget", "[(b'host', b'bench.fcapp.run')]", "{"),
     "fc-bridge": (
         "from fc_bridge import bridge\n"
         "body = b''.join(bridge(app, lifespan='off')(environ, lambda *a: None))\n"

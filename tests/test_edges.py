@@ -598,6 +598,20 @@ def test_the_host_option_stands_in_for_a_missing_host_header(loop: SharedLoop) -
 leftover: contextvars.ContextVar[str] = contextvars.ContextVar("leftover")
 
 
+def _one_request() -> tuple[list[Message], Receive, Send]:
+    """A server's side of one bodiless request: the list of what the app sends, and the
+    receive and send it is called with."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    return sent, receive, send
+
+
 @pytest.mark.parametrize("fresh", [True, False])
 def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
     fresh: bool, caplog: pytest.LogCaptureFixture
@@ -617,13 +631,7 @@ def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
             raise
 
     web = WebFunction(Bridge(app, lifespan="off"))
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
+    sent, receive, send = _one_request()
 
     async def main() -> bool:
         context = contextvars.Context()
@@ -650,13 +658,7 @@ def test_a_web_request_timing_out_in_the_servers_task_leaves_that_task_serving()
         await asyncio.sleep(3600)
 
     web = WebFunction(Bridge(app, lifespan="off", timeout=0.2))
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
+    sent, receive, send = _one_request()
 
     async def serve() -> int:
         await web(http_scope("/slow"), receive, send)
@@ -681,13 +683,7 @@ def test_a_cancelled_error_an_app_raises_itself_is_its_failure_in_the_servers_ta
         raise asyncio.CancelledError
 
     web = WebFunction(Bridge(app, lifespan="off"))
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
+    sent, receive, send = _one_request()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
