@@ -53,13 +53,16 @@ FC_BUILTIN = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 WEB = HOP_BY_HOP | {b"date", b"server"}
 
 _warned: set[bytes] = set()
-_good_names: set[bytes] = set()
+
+# What a policy does with a header name (see Policy.kind).
+PASS, DROP, QUIET, CHECK, BAD = range(5)
+MAX_KINDS = 1024
 
 
 class Policy:
     """Which response headers one serving path passes on."""
 
-    __slots__ = ("attachment", "fc_headers", "names", "passed", "utf8")
+    __slots__ = ("attachment", "fc_headers", "kinds", "names", "passed", "utf8")
 
     def __init__(
         self,
@@ -75,6 +78,29 @@ class Policy:
         self.attachment = attachment  # content-disposition: attachment dropped
         self.utf8 = utf8  # values must be UTF-8: FC carries them as text
         self.passed = passed  # x-fc-* names that pass all the same
+        # Header name -> what this policy does with it: the same few names come every time.
+        self.kinds: dict[bytes, int] = {}
+
+    def kind(self, name: object) -> int:
+        """What the policy does with a header named ``name``: PASS it on, DROP it with a
+        warning, drop it QUIET (Content-Length, which FC sets from the body), CHECK its value
+        (x-fc-* and Content-Disposition: ``_reserved``), or refuse it as BAD (not an HTTP
+        token). Remembered for bytes names."""
+        if type(name) is not bytes:
+            return BAD
+        if not name or name.translate(None, _TOKEN):
+            kind = BAD
+        else:
+            key = name.lower()
+            if key in self.names:
+                kind = QUIET if key == b"content-length" else DROP
+            elif (self.fc_headers and key[:5] == b"x-fc-") or key == b"content-disposition":
+                kind = CHECK
+            else:
+                kind = PASS
+        if len(self.kinds) < MAX_KINDS:
+            self.kinds[name] = kind
+        return kind
 
 
 BUILTIN = Policy(FC_BUILTIN, fc_headers=True, attachment=True, utf8=True)
@@ -93,45 +119,32 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
     """The headers to pass on, or FC's 502 naming the first bad header (never its value)."""
     headers: Headers = []
     size = 0
-    allowed = _VALUE
-    reserved = policy.names
-    fc_headers = policy.fc_headers
+    kinds = policy.kinds
     utf8 = policy.utf8
     try:
         for name, value in raw:  # type: ignore[attr-defined]
-            if (
-                type(name) is not bytes
-                or type(value) is not bytes
-                or (name not in _good_names and not _good_name(name))
-            ):
+            kind = kinds.get(name)
+            if kind is None:
+                kind = policy.kind(name)
+            if type(value) is not bytes or kind == BAD:
                 return _refusal(raw, utf8)
-            key = name.lower()
-            if key in reserved:  # dropped: its value goes nowhere, so it need not be checked
-                if key != b"content-length":  # FC sets it from the body: the app's is redundant
-                    _warn(key)
+            if kind == DROP:  # its value goes nowhere, so it need not be checked
+                _warn(name.lower())
                 continue
-            if value.translate(None, allowed) or (
+            if kind == QUIET:
+                continue
+            if value.translate(None, _VALUE) or (
                 utf8 and not value.isascii() and not _is_utf8(value)
             ):
                 return _refusal(raw, utf8)
-            if (fc_headers and key[:5] == b"x-fc-") or key == b"content-disposition":
-                if _reserved(key, value, policy):
-                    continue
+            if kind == CHECK and _reserved(name.lower(), value, policy):
+                continue
             headers.append((name, value))
             size += len(name) + len(value)
     except (TypeError, ValueError):
         return _refusal(raw, utf8)
     rejection = limits.check_response_headers(size)
     return headers if rejection is None else rejection
-
-
-def _good_name(name: bytes) -> bool:
-    """Whether ``name`` is an HTTP token; remembered, as the same few names come every time."""
-    if not name or name.translate(None, _TOKEN):
-        return False
-    if len(_good_names) < 1024:
-        _good_names.add(name)
-    return True
 
 
 def _is_utf8(value: bytes) -> bool:

@@ -22,6 +22,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
@@ -117,7 +118,9 @@ class SharedLoop:
         self._mutex = threading.Lock()
         self._driver: Call | None = None
         self._parked: deque[Call] = deque()
-        self._polled = float("-inf")  # loop.time() when the loop last polled I/O and timers
+        self._polled = float("-inf")  # time.monotonic() when the loop last polled I/O and timers
+        self._hooks: tuple[Any, Any] = (None, None)  # the loop's async generator hooks
+        self._own_fds = 0  # file descriptors the loop watches for itself (its self-pipe)
         # None: decided by the self-check when the loop is made; False: public API only.
         if fast_path is None and os.environ.get("FC_BRIDGE_FAST_PATH", "") == "0":
             fast_path = False
@@ -134,9 +137,12 @@ class SharedLoop:
         if self._loop is None or self._loop.is_closed():
             # asyncio's own selector loop, whatever policy the app installed (uvloop, say):
             # the fast path relies on its internals.
-            self._loop = asyncio.SelectorEventLoop()
-            self._loop.set_task_factory(task_factory)
-            self.fast_path = self._want_fast is not False and _fast_path_works(self._loop)
+            loop = self._loop = asyncio.SelectorEventLoop()
+            loop.set_task_factory(task_factory)
+            self.fast_path = self._want_fast is not False and _fast_path_works(loop)
+            if self.fast_path:
+                self._hooks = (loop._asyncgen_firstiter_hook, loop._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
+                self._own_fds = len(loop._selector.get_map())  # type: ignore[attr-defined]
         return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T], call: Call | None = None) -> T:
@@ -254,16 +260,30 @@ class SharedLoop:
             # Right after the task's first step: only a task that has to wait arms its bounds.
             loop.call_soon(_after_first_step, loop, call, task)
             return task
-        poll = bool(loop._ready) or loop.time() - self._polled > POLL_INTERVAL  # type: ignore[attr-defined]
+        poll = bool(loop._ready)  # type: ignore[attr-defined]
+        if not poll and time.monotonic() - self._polled > POLL_INTERVAL:
+            if self._waits_for_events(loop):
+                poll = True
+            else:  # no timer, no signal handler, no file but the loop's own: nothing to poll
+                self._polled = time.monotonic()
         try:
-            task = _first_step_here(loop, coro, thread, poll)
+            task = _first_step_here(loop, coro, thread, poll, self._hooks)
         finally:
             if poll:
-                self._polled = loop.time()
+                self._polled = time.monotonic()
         if not task.done():
             task.add_done_callback(lambda task: self._finished(call))
             call.suspended(loop, task)
         return task
+
+    def _waits_for_events(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether a pass of the loop could find anything to do: a timer, a signal handler, or a
+        file (a socket, say) watched besides the loop's own self-pipe."""
+        return bool(
+            loop._scheduled  # type: ignore[attr-defined]
+            or loop._signal_handlers  # type: ignore[attr-defined]
+            or len(loop._selector.get_map()) > self._own_fds  # type: ignore[attr-defined]
+        )
 
     def _drive(self, loop: asyncio.AbstractEventLoop, call: Call) -> None:
         """Run the loop until the call's task is done (or the call settled)."""
@@ -272,7 +292,7 @@ class SharedLoop:
             try:
                 loop.run_forever()
             finally:
-                self._polled = loop.time()
+                self._polled = time.monotonic()
             task = call.task  # a parked call handed the loop may find its task made since
 
     @staticmethod
@@ -329,7 +349,11 @@ def _after_first_step(loop: asyncio.AbstractEventLoop, call: Call, task: asyncio
 
 
 def _first_step_here(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], thread: int, poll: bool
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, T],
+    thread: int,
+    poll: bool,
+    hooks: tuple[Any, Any],
 ) -> asyncio.Task[T]:
     """A task for ``coro`` whose first step is taken now, in this thread, as the loop would;
     with ``poll``, after one pass of the loop (ready callbacks, I/O and timers due, no wait).
@@ -338,13 +362,12 @@ def _first_step_here(
     ``_ready``, ``_stopping``, ``_run_once``): ``_fast_path_works`` checks them before the loop
     is first used. The pass is ``run_forever``'s own step, without its setup and teardown (a
     quarter of its cost); ``_stopping`` makes it poll without waiting, as ``loop.stop()`` would.
+    ``hooks`` are the loop's async generator hooks (firstiter, finalizer), installed for the
+    step as ``run_forever`` installs them.
     """
-    hooks = sys.get_asyncgen_hooks()
+    before = sys.get_asyncgen_hooks()
     loop._thread_id = thread  # type: ignore[attr-defined]  # is_running()
-    sys.set_asyncgen_hooks(
-        firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-        finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-    )
+    sys.set_asyncgen_hooks(*hooks)
     asyncio._set_running_loop(loop)
     try:
         if poll:
@@ -363,13 +386,13 @@ def _first_step_here(
         return task  # pragma: <3.12 cover
     finally:
         asyncio._set_running_loop(None)
-        sys.set_asyncgen_hooks(*hooks)
+        sys.set_asyncgen_hooks(*before)
         loop._thread_id = None  # type: ignore[attr-defined]
 
 
-async def _probe() -> tuple[bool, object, object]:
+async def _probe() -> tuple[bool, object, object, tuple[Any, Any]]:
     loop = asyncio.get_running_loop()
-    return loop.is_running(), asyncio.current_task(), loop
+    return loop.is_running(), asyncio.current_task(), loop, sys.get_asyncgen_hooks()
 
 
 def _fast_path_works(loop: asyncio.AbstractEventLoop) -> bool:
@@ -383,17 +406,22 @@ def _fast_path_works(loop: asyncio.AbstractEventLoop) -> bool:
         assert isinstance(ready, deque) and not ready
         assert loop._thread_id is None  # type: ignore[attr-defined]
         assert loop._stopping is False  # type: ignore[attr-defined]
+        assert isinstance(loop._scheduled, list) and not loop._scheduled  # type: ignore[attr-defined]
+        assert isinstance(loop._signal_handlers, dict)  # type: ignore[attr-defined]
+        assert len(loop._selector.get_map()) >= 0  # type: ignore[attr-defined]
+        hooks = (loop._asyncgen_firstiter_hook, loop._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
         polled: list[bool] = []
         loop.call_soon(polled.append, True)
         probe = _probe()
         try:
-            task = _first_step_here(loop, probe, threading.get_ident(), True)
+            task = _first_step_here(loop, probe, threading.get_ident(), True, hooks)
         except BaseException:
             probe.close()
             raise
         assert polled == [True] and loop._stopping is False  # type: ignore[attr-defined]
-        running, current, seen = task.result()
+        running, current, seen, installed = task.result()
         assert running is True and current is task and seen is loop
+        assert tuple(installed) == hooks
         assert not loop.is_running() and asyncio._get_running_loop() is None
         assert not ready
     except Exception as exc:  # AttributeError, AssertionError, whatever a new asyncio does

@@ -50,9 +50,12 @@ FC_DEFAULT_TYPE = "application/octet-stream"  # what FC's runtime sets when a re
 FC_DEFAULT_HEADER = (b"content-type", FC_DEFAULT_TYPE.encode())
 _DEFAULT_HEADER_SIZE = len(FC_DEFAULT_HEADER[0]) + len(FC_DEFAULT_HEADER[1])
 
-# "HTTP_USER_AGENT" -> b"user-agent", "wsgi.input" -> b"" (no header): the same few keys
-# arrive on every request.
-_header_names: dict[str, bytes] = {}
+# The request headers of each environ shape (its keys, in order) seen lately: the keys that
+# stand for headers, with their names. FC's environ carries the whole process environment
+# besides the request, so the same few shapes come every time, and telling one apart from the
+# others (a tuple of the keys, a dict lookup, in C) costs a fraction of classifying every key.
+_plans: dict[tuple[str, ...], tuple[tuple[str, bytes], ...]] = {}
+MAX_PLANS = 64
 _os_http_variables: dict[str, str] | None = None
 _warned_no_host = False
 
@@ -209,29 +212,37 @@ def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> H
     if length or "HTTP_CONTENT_LENGTH" in environ:
         headers.append((b"content-length", str(length).encode()))
     from_os = _environment_http_variables() if encoding == "utf-8" else None
-    names = _header_names
-    for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = _header_name(key, encoding, errors)
-        if not name:  # not a header: b""
-            continue
+    for key, name in _plan(environ, encoding, errors):
+        value = environ[key]
         if from_os and from_os.get(key) == value:
             continue
-        headers.append((name, value.encode(encoding, errors)))
+        try:
+            encoded = value.encode(encoding)  # the common case, without an error handler's cost
+        except UnicodeEncodeError:
+            encoded = value.encode(encoding, errors)
+        headers.append((name, encoded))
     return headers
 
 
+def _plan(environ: WSGIEnviron, encoding: str, errors: str) -> tuple[tuple[str, bytes], ...]:
+    """The keys of ``environ`` that stand for request headers, in order, with the header names
+    (``HTTP_USER_AGENT``: ``b"user-agent"``); remembered per shape (see ``_plans``)."""
+    shape = tuple(environ)
+    plan = _plans.get(shape)
+    if plan is None:
+        plan = tuple((key, name) for key in shape if (name := _header_name(key, encoding, errors)))
+        if all(key.isascii() for key in shape):  # else the names depend on the encoding
+            if len(_plans) >= MAX_PLANS:  # new shapes keep coming: start over
+                _plans.clear()
+            _plans[shape] = plan
+    return plan
+
+
 def _header_name(key: str, encoding: str, errors: str) -> bytes:
-    """The header name an environ key stands for (``HTTP_USER_AGENT``: ``b"user-agent"``), or
-    ``b""`` for a key that is no request header; remembered, as the same keys come every time."""
+    """The header name an environ key stands for, or ``b""`` for a key that is no header."""
     if not key.startswith("HTTP_") or key in _NOT_HEADERS:
-        name = b""
-    else:
-        name = key[5:].replace("_", "-").lower().encode(encoding, errors)
-    if key.isascii() and len(_header_names) < 4096:  # the same bytes in either encoding
-        _header_names[key] = name
-    return name
+        return b""
+    return key[5:].replace("_", "-").lower().encode(encoding, errors)
 
 
 def _read_exactly(stream: WSGIInput, length: int) -> bytes:

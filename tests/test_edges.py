@@ -18,6 +18,7 @@ import fc_bridge._headers
 import fc_bridge._timeouts
 from fc_bridge import Bridge, Limits, WebFunction
 from fc_bridge._http import Exchange
+from fc_bridge._limits import Rejection
 from fc_bridge._loop import Call, SharedLoop
 from fc_bridge._types import Message, Receive, Scope, Send
 from fc_bridge.local import asgi_app
@@ -189,10 +190,44 @@ def test_a_parked_call_released_as_its_limit_passes_still_gets_its_result(
 
 
 def test_a_name_cache_that_is_full_still_checks_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fc_bridge._headers, "_good_names", {b"n%d" % i for i in range(1024)})
-    headers = [(b"x-new", b"1")]
-    assert fc_bridge._headers.checked(headers, Limits(), fc_bridge._headers.BUILTIN) == headers
-    assert b"x-new" not in fc_bridge._headers._good_names
+    policy = fc_bridge._headers.BUILTIN
+    monkeypatch.setattr(policy, "kinds", {b"n%d" % i: 0 for i in range(1024)})
+    headers = [(b"x-new", b"1"), (b"Server", b"x"), (b"x-fc-status", b"1")]
+    assert fc_bridge._headers.checked(headers, Limits(), policy) == [(b"x-new", b"1")]
+    assert b"x-new" not in policy.kinds
+    refused = fc_bridge._headers.checked([(b"bad name", b"1")], Limits(), policy)
+    assert isinstance(refused, Rejection) and "b'bad name'" in refused.message
+    assert len(policy.kinds) == 1024
+
+
+def test_a_remembered_name_is_judged_the_same_way_again(caplog: pytest.LogCaptureFixture) -> None:
+    # The second pass takes every verdict from the policy's cache: the same headers pass, drop
+    # and refuse as the first time.
+    policy = fc_bridge._headers.Policy(
+        frozenset({b"server", b"content-length"}), fc_headers=True, attachment=True, utf8=True
+    )
+    headers = [
+        (b"Content-Type", b"text/plain"),
+        (b"Content-Length", b"5"),
+        (b"Server", b"app"),
+        (b"X-Fc-Mine", b"1"),
+        (b"Content-Disposition", b"attachment; filename=a"),
+        (b"Content-Disposition", b"inline"),
+    ]
+    kept = [(b"Content-Type", b"text/plain"), (b"Content-Disposition", b"inline")]
+    for _ in range(2):
+        assert fc_bridge._headers.checked(headers, Limits(), policy) == kept
+        for bad in ([(b"Server", "str value")], [(b"X-Fc-Mine", b"a\r\nb")], [("str", b"1")]):
+            assert isinstance(fc_bridge._headers.checked(bad, Limits(), policy), Rejection)
+        refused = fc_bridge._headers.checked([(b"Content-Type", b"a\nb")], Limits(), policy)
+        assert isinstance(refused, Rejection) and "control character" in refused.message
+    assert policy.kinds == {
+        b"Content-Type": fc_bridge._headers.PASS,
+        b"Content-Length": fc_bridge._headers.QUIET,
+        b"Server": fc_bridge._headers.DROP,
+        b"X-Fc-Mine": fc_bridge._headers.CHECK,
+        b"Content-Disposition": fc_bridge._headers.CHECK,
+    }
 
 
 def test_the_refused_header_is_named_after_good_ones(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -96,6 +98,49 @@ def test_callbacks_due_run_in_one_pass_before_the_next_request_and_an_interrupt_
     # The interrupted request never reached the app, and its coroutine was closed, not leaked
     # (an unawaited coroutine's warning fails the test suite).
     assert paths == ["/callback", "/next", "/interrupt", "/after"]
+
+
+def test_the_periodic_pass_is_skipped_while_the_loop_has_nothing_to_poll(
+    loop: SharedLoop, counted: CountingSelector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fc_bridge._loop, "POLL_INTERVAL", 0.0)  # every request may poll
+    handler = Bridge(app, lifespan="off", loop=loop)
+    for _ in range(5):  # no timer, no signal handler, no file but the loop's self-pipe
+        assert fc_call(handler).status == 200
+    assert counted.polls == 0
+
+    running = loop.loop
+    timer = running.call_later(3600, lambda: None)  # a timer: each request polls first
+    for _ in range(3):
+        assert fc_call(handler).status == 200
+    assert counted.polls == 3
+    timer.cancel()
+    assert fc_call(handler).status == 200  # the pass drops the cancelled timer
+    assert counted.polls == 4
+    for _ in range(3):
+        assert fc_call(handler).status == 200
+    assert counted.polls == 4
+
+    reader, writer = socket.socketpair()  # a file to watch: each request polls, and sees it
+    got: list[bytes] = []
+    running.add_reader(reader, lambda: got.append(reader.recv(10)))
+    try:
+        writer.send(b"ping")
+        assert fc_call(handler).status == 200
+        assert got == [b"ping"] and counted.polls == 5
+    finally:
+        running.remove_reader(reader)
+        reader.close()
+        writer.close()
+
+    running.add_signal_handler(signal.SIGUSR1, lambda: None)  # a signal handler: polls too
+    try:
+        assert fc_call(handler).status == 200
+        assert counted.polls == 6
+    finally:
+        running.remove_signal_handler(signal.SIGUSR1)
+    assert fc_call(handler).status == 200
+    assert counted.polls == 6
 
 
 def test_an_uncontended_request_runs_in_the_calling_thread_on_a_running_loop(

@@ -432,3 +432,62 @@ def test_the_scopes_server_is_the_host_the_client_asked_for(
     handler = Bridge(recorder, lifespan="off", scheme=scheme, loop=loop)
     fc_call(handler, "GET", "/", [("Host", host)])
     assert seen[0]["scope"]["server"] == server
+
+
+def test_each_environ_shape_is_read_by_its_own_remembered_plan(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fc_bridge._wsgi
+
+    monkeypatch.setattr(fc_bridge._wsgi, "_plans", {})
+    handler = Bridge(recorder, lifespan="off", loop=loop)
+    for agent in ("one", "two"):  # the same shape twice: the second read by the plan
+        fc_call(handler, "GET", "/", [("User-Agent", agent), ("X-Fc-Request-Id", "r")])
+    fc_call(handler, "GET", "/", [("Accept", "*/*"), ("User-Agent", "three")])  # another shape
+    agents = [dict(record["scope"]["headers"]).get(b"user-agent") for record in seen]
+    assert agents == [b"one", b"two", b"three"]
+    assert (b"accept", b"*/*") in seen[2]["scope"]["headers"]
+    assert all(b"accept" not in dict(record["scope"]["headers"]) for record in seen[:2])
+    assert len(fc_bridge._wsgi._plans) == 2
+    # A header that names itself in another order is another shape, with its own order.
+    fc_call(handler, "GET", "/", [("User-Agent", "four"), ("Accept", "*/*")])
+    names = [name for name, _ in seen[3]["scope"]["headers"]]
+    assert names.index(b"user-agent") < names.index(b"accept")
+    assert len(fc_bridge._wsgi._plans) == 3
+
+
+def test_plans_start_over_when_new_shapes_keep_coming(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fc_bridge._wsgi
+
+    monkeypatch.setattr(fc_bridge._wsgi, "_plans", {})
+    monkeypatch.setattr(fc_bridge._wsgi, "MAX_PLANS", 2)
+    handler = Bridge(recorder, lifespan="off", loop=loop)
+    for n in range(3):
+        fc_call(handler, "GET", "/", [(f"X-Header-{n}", str(n))])
+    for n in range(3):
+        headers = dict(seen[n]["scope"]["headers"])
+        assert [name for name in headers if name.startswith(b"x-header-")] == [b"x-header-%d" % n]
+        assert headers[b"x-header-%d" % n] == b"%d" % n
+    assert len(fc_bridge._wsgi._plans) == 1  # the third shape, after starting over
+
+
+def test_a_shape_with_a_non_ascii_key_is_not_remembered(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fc_bridge._wsgi
+
+    monkeypatch.setattr(fc_bridge._wsgi, "_plans", {})
+    fc_call(Bridge(recorder, lifespan="off", loop=loop), "GET", "/", [("X-Zoë", "1")])
+    assert ("x-zoë".encode(), b"1") in seen[0]["scope"]["headers"]
+    assert fc_bridge._wsgi._plans == {}
+
+
+def test_a_header_value_with_a_lone_surrogate_reaches_the_app_as_fc_encodes_it(
+    handler: Bridge,
+) -> None:
+    environ = fc_environ("GET", "/")
+    environ["HTTP_X_ODD"] = "a\udcffb"
+    list(handler(environ, lambda *args: None))
+    assert (b"x-odd", "a\udcffb".encode("utf-8", "surrogatepass")) in seen[0]["scope"]["headers"]
