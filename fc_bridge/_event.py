@@ -109,9 +109,12 @@ def parse_event(
             else:  # a credential
                 secrets = True
                 continue
-        headers.append(
-            (key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
-        )
+        try:  # the common case, without an error handler's cost
+            headers.append((key.encode(), value.encode()))
+        except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+            headers.append(
+                (key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
+            )
     if host is None:  # FC's own sample events carry none: the function URL's domain
         host = options.host
         if host is None:
@@ -232,16 +235,28 @@ def as_text(body: bytes, content_type: bytes, content_encoding: bytes) -> str | 
     """``body`` as text when FC can carry it as text, else None (it goes base64-encoded)."""
     if content_encoding not in IDENTITY:
         return None  # gzip, br, ...: bytes, whatever the content type says
-    media = content_type.partition(b";")[0].strip().decode("latin-1")
-    textual = (
-        not media
-        or media.startswith("text/")
-        or media in TEXT_TYPES
-        or media.endswith(("+json", "+xml"))
-    )
+    textual = _textual.get(content_type)
+    if textual is None:
+        textual = _is_textual(content_type)
+        if len(_textual) < 256:
+            _textual[content_type] = textual
     if not textual:
         return None
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+# Content-Type value -> whether it names text: the same few come every time.
+_textual: dict[bytes, bool] = {}
+
+
+def _is_textual(content_type: bytes) -> bool:
+    media = content_type.partition(b";")[0].strip().decode("latin-1")
+    return (
+        not media
+        or media.startswith("text/")
+        or media in TEXT_TYPES
+        or media.endswith(("+json", "+xml"))
+    )

@@ -325,6 +325,38 @@ def test_body_is_text_when_fc_can_carry_it_as_text(
     assert result["body"] == sent
 
 
+def test_a_remembered_content_type_still_decides_each_body_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    as_text = fc_bridge._event.as_text
+    monkeypatch.setattr(fc_bridge._event, "_textual", {})
+    for _ in range(2):  # the second time, the verdict on the type comes from the cache
+        assert as_text("café".encode(), b"text/plain", b"") == "café"
+        assert as_text(b"\xff", b"text/plain", b"") is None  # not UTF-8: base64 after all
+        assert as_text(b"x", b"image/png", b"") is None
+    assert fc_bridge._event._textual == {b"text/plain": True, b"image/png": False}
+    monkeypatch.setattr(fc_bridge._event, "_textual", {b"t%d" % n: False for n in range(256)})
+    assert as_text(b"x", b"text/csv", b"") == "x"  # a full cache: decided, not remembered
+    assert b"text/csv" not in fc_bridge._event._textual
+
+
+def test_a_header_with_a_lone_surrogate_reaches_the_app_as_fc_encodes_it(
+    loop: SharedLoop,
+) -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    event = json.loads(event_for())
+    event["headers"]["X-Odd"] = "a\udcffb"
+    Bridge(app, lifespan="off", loop=loop)(json.dumps(event).encode(), FC3Context())
+    expected = (b"x-odd", "a\udcffb".encode("utf-8", "surrogatepass"))
+    assert expected in seen[0]["headers"]
+
+
 def test_repeated_headers_other_than_set_cookie_are_combined(loop: SharedLoop) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"vary", b"accept"), (b"Vary", b"cookie"), (b"x-cafe", b"\xc3\xa9t\xc3\xa9")]
