@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._limits import Rejection, bad_request, bad_response
+from ._limits import Rejection, bad_request, bad_response, request_headers_size
 from ._scope import CREDENTIAL_HEADERS, http_scope, resolve, server_of
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
@@ -137,7 +137,8 @@ def parse_event(
         body = body_text.encode("utf-8", "surrogatepass")
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
-    rejection = options.limits.check_request(target, headers, len(body), is_async=is_async)
+    size = request_headers_size(headers)
+    rejection = options.limits.check_request(target, size, len(body), is_async=is_async)
     if rejection is not None:
         return rejection
 

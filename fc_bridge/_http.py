@@ -393,10 +393,12 @@ class HTTPHandler:
             # The server gave the request a task of its own with a fresh context (uvicorn's
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
-            exchange.suspended(loop, task)
-            await self._cycle(exchange)
-            for timer in exchange.timers or ():  # the request is over; the server's task not
-                timer.cancel()
+            _load_timeouts()
+            _timeouts.arm(exchange, loop, task, until_done=False)  # the server's task goes on
+            try:
+                await self._cycle(exchange)
+            finally:
+                _timeouts.disarm(exchange)
             await exchange.finish_streamed()
             return
         # A task of its own with a fresh context: the server's task may carry an earlier

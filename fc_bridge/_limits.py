@@ -114,20 +114,17 @@ class Limits:
         return hash(tuple(getattr(self, n) for n in FIELDS))
 
     def check_request(
-        self, target: int, headers: Headers, body: int, *, is_async: bool, uncounted: int = 0
+        self, target: int, headers: int, body: int, *, is_async: bool
     ) -> Rejection | None:
         """The 400 FC answers for a request over a limit, or None if the request is within them.
 
-        ``target`` and ``body`` are lengths; ``headers`` are the request's headers. Headers FC
-        adds itself (``x-fc-*``, which clients may not send) do not count, nor ``uncounted``
-        bytes of others a runtime added after FC's gateway checked them.
+        Each argument is a length: ``headers`` is the size of the request's headers as
+        :func:`request_headers_size` counts it.
         """
         if self.request_target is not None and target > self.request_target:
             return _too_large("request path and query", target, self.request_target, 400)
-        if self.request_headers is not None:
-            size = _request_headers_size(headers) - uncounted
-            if size > self.request_headers:
-                return _too_large("request headers", size, self.request_headers, 400)
+        if self.request_headers is not None and headers > self.request_headers:
+            return _too_large("request headers", headers, self.request_headers, 400)
         limit = self.async_request_body if is_async else self.request_body
         if limit is not None and body > limit:
             kind = "asynchronous request body" if is_async else "request body"
@@ -164,8 +161,10 @@ def is_async_invocation(headers: Headers) -> bool:
     return False
 
 
-def _request_headers_size(headers: Headers) -> int:
-    """Request headers, lower-case as the scope carries them, minus those FC adds (x-fc-*)."""
+def request_headers_size(headers: Headers) -> int:
+    """The size of request headers as FC's limit counts it: every name's and value's length
+    (lower-case names, as a scope carries them), except headers FC adds itself (``x-fc-*``,
+    which clients may not send)."""
     size = 0
     for name, value in headers:
         if name[:5] != b"x-fc-":

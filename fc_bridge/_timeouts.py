@@ -26,15 +26,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fc_bridge.http")
 
 
-def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-    """Bound ``exchange``, whose ``task`` did not finish in one step. On the loop."""
+def arm(
+    exchange: Exchange,
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any],
+    *,
+    until_done: bool = True,
+) -> None:
+    """Bound ``exchange``, whose ``task`` did not finish in one step. On the loop.
+
+    The timers go when the task is done; with ``until_done=False`` (a task that outlives the
+    request: a server's) the caller ends them with :func:`disarm` instead.
+    """
     exchange.task = task
     timers: list[asyncio.TimerHandle] = []
     exchange.timers = timers
     if exchange.timeout is not None:
         deadline = exchange.started + exchange.timeout
         timers.append(loop.call_at(deadline, _expire, exchange, timers))
-    task.add_done_callback(partial(_disarm, timers))
+    if until_done:
+        task.add_done_callback(partial(_disarm, timers))
     if exchange.complete():
         arm_background(exchange, loop, timers)
 
@@ -45,6 +56,12 @@ def arm_background(
     """The response is complete: return it after ``task_timeout`` if the app goes on."""
     if exchange.buffered and exchange.owner is not None:
         timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
+
+
+def disarm(exchange: Exchange) -> None:
+    """End the request's time bounds: it is over."""
+    for timer in exchange.timers or ():
+        timer.cancel()
 
 
 def _disarm(timers: list[asyncio.TimerHandle], task: asyncio.Task[Any]) -> None:

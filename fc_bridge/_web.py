@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._function import FunctionInfo, context_from_headers
-from ._limits import Limits, Rejection, is_async_invocation
+from ._limits import Limits, Rejection, is_async_invocation, request_headers_size
 from ._scope import CREDENTIAL_HEADERS, NO_STATE, resolve
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
@@ -89,8 +89,11 @@ class WebFunction:
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An event invocation (``POST /invoke``): the body is the event, for ``on_event``."""
-        context = context_from_headers(dict(scope["headers"]), self.function)
-        body = await read_body(receive, scope["headers"], self.limits, 0)
+        headers = scope["headers"]
+        context = context_from_headers(dict(headers), self.function)
+        body = await read_body(
+            receive, self.limits, 0, request_headers_size(headers), is_async_invocation(headers)
+        )
         if not isinstance(body, bytes):
             if body is not None:
                 body.log(context.request_id)
@@ -122,7 +125,9 @@ class WebFunction:
         context = context_from_headers(raw, self.function)
         rid = context.request_id
         target = target_of(scope)
-        body = await read_body(receive, scope["headers"], self.limits, len(target.encode()))
+        headers, size = app_headers(scope["headers"])
+        is_async = raw.get(b"x-fc-invocation-type", b"").lower() == b"async"
+        body = await read_body(receive, self.limits, len(target.encode()), size, is_async)
         if body is None:
             return
         if isinstance(body, Rejection):
@@ -133,8 +138,6 @@ class WebFunction:
         root, path, raw_path = resolve(
             scope.get("raw_path") or scope["path"].encode(), self.options.root_path or base
         )
-        # The secrets live in fc.context only: an app that logs its headers leaks none.
-        headers = [h for h in scope["headers"] if h[0] not in CREDENTIAL_HEADERS]
         forwarded = self.options.forwarded
         app_scope: HTTPScope = {
             **scope,  # type: ignore[typeddict-item]
@@ -166,15 +169,35 @@ async def server_lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
+def app_headers(headers: Headers) -> tuple[Headers, int]:
+    """A web function's request headers as the app sees them, and their size as FC's limit
+    counts it (:func:`request_headers_size`), in one pass.
+
+    FC's credentials headers are left out: the secrets live in ``fc.context`` only, so an app
+    that logs its headers leaks none.
+    """
+    kept: Headers = []
+    size = 0
+    for pair in headers:
+        name = pair[0]
+        if name[:5] != b"x-fc-":
+            size += len(name) + len(pair[1])
+        elif name in CREDENTIAL_HEADERS:
+            continue
+        kept.append(pair)
+    return kept, size
+
+
 async def read_body(
-    receive: Receive, headers: Headers, limits: Limits, target: int
+    receive: Receive, limits: Limits, target: int, headers: int, is_async: bool
 ) -> bytes | Rejection | None:
     """The whole request body, FC's 400 as soon as the request is over a limit, or None if
     the client went away first (FC's gateway then never invokes the function).
 
-    Reading stops at the limit, so an oversized upload is never held in memory.
+    ``target`` and ``headers`` are the sizes FC's limits count; ``is_async``: the request is an
+    asynchronous invocation. Reading stops at the limit, so an oversized upload is never held
+    in memory.
     """
-    is_async = is_async_invocation(headers)
     limit = limits.async_request_body if is_async else limits.request_body
     chunks: list[bytes] = []
     size = 0

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from ._context import field
-from ._limits import Rejection, bad_request
+from ._limits import Rejection, bad_request, request_headers_size
 from ._scope import (
     CREDENTIAL_HEADERS,
     PROXY_PATH,
@@ -126,10 +126,10 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
     # FC's gateway checked the headers the client sent, before its runtime added a default
     # Content-Type: so the default does not count (undercounting here cannot reject a
     # request FC accepted; counting it could).
-    uncounted = _DEFAULT_HEADER_SIZE if uri is not None and FC_DEFAULT_HEADER in headers else 0
-    rejection = limits.check_request(
-        target, headers, length, is_async=is_async, uncounted=uncounted
-    )
+    size = request_headers_size(headers)
+    if uri is not None and FC_DEFAULT_HEADER in headers:
+        size -= _DEFAULT_HEADER_SIZE
+    rejection = limits.check_request(target, size, length, is_async=is_async)
     if rejection is not None:
         return rejection
     stream: WSGIInput | None = environ.get("wsgi.input")
@@ -139,7 +139,7 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
         body = _read_exactly(stream, length)
     elif environ.get("wsgi.input_terminated"):  # chunked upload: the server tells us its end
         body = stream.read()
-        rejection = limits.check_request(target, headers, len(body), is_async=is_async)
+        rejection = limits.check_request(target, size, len(body), is_async=is_async)
         if rejection is not None:
             return rejection
     else:

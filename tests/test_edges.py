@@ -678,6 +678,10 @@ def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await asyncio.sleep(0)  # done callbacks run
+        # The request's time bound went with it: no timer left to fire at its deadline.
+        timers = loop._scheduled  # type: ignore[attr-defined]
+        assert [timer for timer in timers if not timer.cancelled()] == []
         return task.cancelled()
 
     assert asyncio.run(main()) is True

@@ -249,7 +249,7 @@ def test_limits_are_values() -> None:
 
 
 def test_rejection_repr_names_status_code_and_message() -> None:
-    rejection = Limits(request_target=1).check_request(2, [], 0, is_async=False)
+    rejection = Limits(request_target=1).check_request(2, 0, 0, is_async=False)
     assert repr(rejection) == (
         "Rejection(400, 'InvalidArgument', \"The size of the request path and query is 2 bytes, "
         "over FC's limit of 1 bytes.\")"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._function import Credentials, FunctionInfo, make_context
-from .._limits import Rejection, bad_request, is_async_invocation
+from .._limits import Rejection, bad_request, is_async_invocation, request_headers_size
 from .._options import check_path_prefix
 from .._web import WebFunction, read_body, send_rejection, server_lifespan, target_of
 from .emulator import (
@@ -170,7 +170,13 @@ class EmulatedFC:
             rejection.log(context.request_id)
             await send_rejection(send, rejection, [rid])
             return
-        body = await read_body(receive, headers, self.limits, len(target.encode()))
+        body = await read_body(
+            receive,
+            self.limits,
+            len(target.encode()),
+            request_headers_size(headers),
+            is_async_invocation(headers),
+        )
         if body is None:
             return
         if isinstance(body, Rejection):
@@ -262,7 +268,13 @@ class LocalWeb:
         if not is_async_invocation(headers):
             await self.web(fc_scope, receive, _with_header(send, rid))
             return
-        body = await read_body(receive, headers, self.limits, len(target_of(scope).encode()))
+        body = await read_body(
+            receive,
+            self.limits,
+            len(target_of(scope).encode()),
+            request_headers_size(headers),
+            True,  # an asynchronous invocation: the others went to the web function above
+        )
         if not isinstance(body, bytes):
             if body is not None:
                 body.log(request_id)
