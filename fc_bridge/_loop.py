@@ -251,6 +251,8 @@ class SharedLoop:
         more than the rest of the bridge together. It is what the loop's next iteration would
         do, so callbacks due before it, and I/O and timers unpolled for POLL_INTERVAL, get one
         pass of the loop first: background tasks keep their pace while requests keep coming.
+        A loop with no timer, no signal handler and no file to watch but its own self-pipe has
+        nothing to poll: the pass is skipped (``_waits_for_events``).
         Not loop.create_task: the task factory is for tasks the app starts.
         """
         call.thread = thread = threading.get_ident()
@@ -281,7 +283,7 @@ class SharedLoop:
         file (a socket, say) watched besides the loop's own self-pipe."""
         return bool(
             loop._scheduled  # type: ignore[attr-defined]
-            or loop._signal_handlers  # type: ignore[attr-defined]
+            or getattr(loop, "_signal_handlers", None)  # Unix loops only
             or len(loop._selector.get_map()) > self._own_fds  # type: ignore[attr-defined]
         )
 
@@ -407,7 +409,6 @@ def _fast_path_works(loop: asyncio.AbstractEventLoop) -> bool:
         assert loop._thread_id is None  # type: ignore[attr-defined]
         assert loop._stopping is False  # type: ignore[attr-defined]
         assert isinstance(loop._scheduled, list) and not loop._scheduled  # type: ignore[attr-defined]
-        assert isinstance(loop._signal_handlers, dict)  # type: ignore[attr-defined]
         assert len(loop._selector.get_map()) >= 0  # type: ignore[attr-defined]
         hooks = (loop._asyncgen_firstiter_hook, loop._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
         polled: list[bool] = []
