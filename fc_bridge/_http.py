@@ -394,7 +394,7 @@ class HTTPHandler:
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
             _load_timeouts()
-            _timeouts.arm(exchange, loop, task, until_done=False)  # the server's task goes on
+            _timeouts.bound(exchange, loop, task)  # the server's task outlives the request
             try:
                 await self._cycle(exchange)
             finally:

@@ -26,28 +26,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fc_bridge.http")
 
 
-def arm(
-    exchange: Exchange,
-    loop: asyncio.AbstractEventLoop,
-    task: asyncio.Task[Any],
-    *,
-    until_done: bool = True,
-) -> None:
-    """Bound ``exchange``, whose ``task`` did not finish in one step. On the loop.
+def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    """Bound ``exchange``, whose ``task`` did not finish in one step, until the task is done.
+    On the loop."""
+    timers = bound(exchange, loop, task)
+    task.add_done_callback(partial(_disarm, timers))
+    if exchange.complete():
+        arm_background(exchange, loop, timers)
 
-    The timers go when the task is done; with ``until_done=False`` (a task that outlives the
-    request: a server's) the caller ends them with :func:`disarm` instead.
-    """
+
+def bound(
+    exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
+) -> list[asyncio.TimerHandle]:
+    """Arm ``exchange``'s timeout, which cancels ``task``; its timers. The caller ends them
+    (:func:`disarm`) when the request is over: ``task`` may outlive it (a server's task)."""
     exchange.task = task
     timers: list[asyncio.TimerHandle] = []
     exchange.timers = timers
     if exchange.timeout is not None:
         deadline = exchange.started + exchange.timeout
         timers.append(loop.call_at(deadline, _expire, exchange, timers))
-    if until_done:
-        task.add_done_callback(partial(_disarm, timers))
-    if exchange.complete():
-        arm_background(exchange, loop, timers)
+    return timers
 
 
 def arm_background(
@@ -58,8 +57,8 @@ def arm_background(
         timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
 
 
-def disarm(exchange: Exchange) -> None:
-    """End the request's time bounds: it is over."""
+def disarm(exchange: Exchange) -> None:  # pragma: >=3.11 cover
+    """End the time bounds of a request that is over."""
     for timer in exchange.timers or ():
         timer.cancel()
 
