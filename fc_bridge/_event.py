@@ -232,6 +232,10 @@ def _cookie_key(n: int) -> str:
     return "".join(chars)
 
 
+# Content-Type value -> whether it names text: the same few come every time.
+_textual: dict[bytes, bool] = {}
+
+
 def as_text(body: bytes, content_type: bytes, content_encoding: bytes) -> str | None:
     """``body`` as text when FC can carry it as text, else None (it goes base64-encoded)."""
     if content_encoding not in IDENTITY:
@@ -247,10 +251,6 @@ def as_text(body: bytes, content_type: bytes, content_encoding: bytes) -> str | 
         return body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-# Content-Type value -> whether it names text: the same few come every time.
-_textual: dict[bytes, bool] = {}
 
 
 def _is_textual(content_type: bytes) -> bool:

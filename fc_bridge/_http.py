@@ -394,11 +394,11 @@ class HTTPHandler:
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
             _load_timeouts()
-            _timeouts.bound(exchange, loop, task)  # the server's task outlives the request
+            timers = _timeouts.bound(exchange, loop, task)  # the server's task outlives it
             try:
                 await self._cycle(exchange)
             finally:
-                _timeouts.disarm(exchange)
+                _timeouts.disarm(timers)
             await exchange.finish_streamed()
             return
         # A task of its own with a fresh context: the server's task may carry an earlier

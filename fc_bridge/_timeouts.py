@@ -30,7 +30,7 @@ def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[
     """Bound ``exchange``, whose ``task`` did not finish in one step, until the task is done.
     On the loop."""
     timers = bound(exchange, loop, task)
-    task.add_done_callback(partial(_disarm, timers))
+    task.add_done_callback(partial(disarm, timers))
     if exchange.complete():
         arm_background(exchange, loop, timers)
 
@@ -38,7 +38,7 @@ def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[
 def bound(
     exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
 ) -> list[asyncio.TimerHandle]:
-    """Arm ``exchange``'s timeout, which cancels ``task``; its timers. The caller ends them
+    """Arm ``exchange``'s timeout, which cancels ``task``; its timers, which the caller ends
     (:func:`disarm`) when the request is over: ``task`` may outlive it (a server's task)."""
     exchange.task = task
     timers: list[asyncio.TimerHandle] = []
@@ -57,13 +57,8 @@ def arm_background(
         timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
 
 
-def disarm(exchange: Exchange) -> None:  # pragma: >=3.11 cover
-    """End the time bounds of a request that is over."""
-    for timer in exchange.timers or ():
-        timer.cancel()
-
-
-def _disarm(timers: list[asyncio.TimerHandle], task: asyncio.Task[Any]) -> None:
+def disarm(timers: list[asyncio.TimerHandle], task: object = None) -> None:
+    """End a request's time bounds (also a task's done callback: ``task`` is that task)."""
     for timer in timers:
         timer.cancel()
 

@@ -90,9 +90,10 @@ class WebFunction:
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An event invocation (``POST /invoke``): the body is the event, for ``on_event``."""
         headers = scope["headers"]
-        context = context_from_headers(dict(headers), self.function)
+        raw = dict(headers)
+        context = context_from_headers(raw, self.function)
         body = await read_body(
-            receive, self.limits, 0, request_headers_size(headers), is_async_invocation(headers)
+            receive, self.limits, 0, request_headers_size(headers), is_async_invocation(raw)
         )
         if not isinstance(body, bytes):
             if body is not None:
@@ -126,8 +127,9 @@ class WebFunction:
         rid = context.request_id
         target = target_of(scope)
         headers, size = app_headers(scope["headers"])
-        is_async = raw.get(b"x-fc-invocation-type", b"").lower() == b"async"
-        body = await read_body(receive, self.limits, len(target.encode()), size, is_async)
+        body = await read_body(
+            receive, self.limits, len(target.encode()), size, is_async_invocation(raw)
+        )
         if body is None:
             return
         if isinstance(body, Rejection):

@@ -200,7 +200,7 @@ def test_a_name_cache_that_is_full_still_checks_names(monkeypatch: pytest.Monkey
     assert len(policy.kinds) == 1024
 
 
-def test_a_remembered_name_is_judged_the_same_way_again(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_remembered_name_is_judged_the_same_way_again() -> None:
     # The second pass takes every verdict from the policy's cache: the same headers pass, drop
     # and refuse as the first time.
     policy = fc_bridge._headers.Policy(

@@ -175,7 +175,7 @@ class EmulatedFC:
             self.limits,
             len(target.encode()),
             request_headers_size(headers),
-            is_async_invocation(headers),
+            is_async_invocation(dict(headers)),
         )
         if body is None:
             return
@@ -192,7 +192,7 @@ class EmulatedFC:
         )
         call = partial(self.invoke, invocation, context)
         loop = asyncio.get_running_loop()
-        if is_async_invocation(headers):
+        if is_async_invocation(dict(headers)):
             # FC answers an asynchronous invocation at once and runs the function after.
             future = loop.run_in_executor(self._pool, call)
             self._background.add(future)
@@ -265,7 +265,7 @@ class LocalWeb:
             **scope,
             "headers": headers + fc_headers(function, request_id, self.prefix),
         }
-        if not is_async_invocation(headers):
+        if not is_async_invocation(dict(headers)):
             await self.web(fc_scope, receive, _with_header(send, rid))
             return
         body = await read_body(
