@@ -200,6 +200,19 @@ def test_a_name_cache_that_is_full_still_checks_names(monkeypatch: pytest.Monkey
     assert len(policy.kinds) == 1024
 
 
+def test_each_byte_of_a_header_value_is_judged_as_uvicorn_judges_it() -> None:
+    # uvicorn's rule: no control character but HTAB. Every byte value, in the middle of a value.
+    policy = fc_bridge._headers.WEB_FUNCTION  # not UTF-8 only: judges the byte alone
+    for byte in range(256):
+        value = b"a" + bytes([byte]) + b"b"
+        verdict = fc_bridge._headers.checked([(b"x-v", value)], Limits(), policy)
+        if byte == 0x09 or 0x20 <= byte != 0x7F:
+            assert verdict == [(b"x-v", value)], byte
+        else:
+            assert isinstance(verdict, Rejection), byte
+            assert "control character" in verdict.message
+
+
 def test_a_remembered_name_is_judged_the_same_way_again() -> None:
     # The second pass takes every verdict from the policy's cache: the same headers pass, drop
     # and refuse as the first time.
