@@ -345,6 +345,19 @@ shared_loop = SharedLoop()
 """The loop every bridge in the process uses unless given another."""
 
 
+def _step_now(ready: deque[Any], task: asyncio.Task[Any]) -> None:
+    """Take the first step of ``task``, just made on the loop's thread, right now rather than
+    when the loop next runs its ready queue (what ``eager_start`` does from Python 3.12 on).
+
+    The step is the handle the task has just put last in the loop's ``ready`` queue, unless
+    another thread handed a callback over since: then the step stays queued for the loop."""
+    handle = ready.pop()
+    if getattr(handle._callback, "__self__", None) is task:
+        handle._run()
+    else:
+        ready.append(handle)
+
+
 def _after_first_step(loop: asyncio.AbstractEventLoop, call: Call, task: asyncio.Task[Any]) -> None:
     if not task.done():
         call.suspended(loop, task)
@@ -384,7 +397,7 @@ def _first_step_here(
         if EAGER_TASKS:  # pragma: >=3.12 cover
             return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         task = asyncio.Task(coro, loop=loop)  # pragma: <3.12 cover
-        loop._ready.popleft()._run()  # type: ignore[attr-defined]  # pragma: <3.12 cover
+        _step_now(loop._ready, task)  # type: ignore[attr-defined]  # pragma: <3.12 cover
         return task  # pragma: <3.12 cover
     finally:
         asyncio._set_running_loop(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -98,6 +99,63 @@ def test_callbacks_due_run_in_one_pass_before_the_next_request_and_an_interrupt_
     # The interrupted request never reached the app, and its coroutine was closed, not leaked
     # (an unawaited coroutine's warning fails the test suite).
     assert paths == ["/callback", "/next", "/interrupt", "/after"]
+
+
+def test_the_first_step_taken_is_the_requests_own_whatever_the_pass_before_it_queued(
+    loop: SharedLoop, counted: CountingSelector, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The pass before a request runs a callback that queues two more and cancels one: the
+    # request's first step is still taken at once, and the cancelled callback is skipped, not
+    # run (asyncio would log "Exception in callback None()").
+    order: list[str] = []
+
+    def queue_two_cancel_one() -> None:
+        running = asyncio.get_running_loop()
+        running.call_soon(order.append, "cancelled").cancel()
+        running.call_soon(order.append, "queued")
+
+    async def arming(scope: Scope, receive: Receive, send: Send) -> None:
+        order.append(scope["path"])
+        if scope["path"] == "/arm":
+            asyncio.get_running_loop().call_soon(queue_two_cancel_one)
+        await app(scope, receive, send)
+
+    handler = Bridge(arming, lifespan="off", loop=loop)
+    with caplog.at_level(logging.ERROR):
+        for path in ("/arm", "/next", "/last"):
+            assert fc_call(handler, "GET", path).status == 200
+    assert "Exception in callback" not in caplog.text
+    # /next in its first step, the queued callback in the pass before /last.
+    assert order == ["/arm", "/next", "queued", "/last"]
+    assert counted.polls == 2
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ takes it with eager_start")
+def test_a_callback_queued_between_a_task_and_its_first_step_leaves_the_step_to_the_loop(
+    loop: SharedLoop, counted: CountingSelector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another thread may hand a callback over right after the task queued its first step:
+    # the step is then not the last one queued, and is left for the loop, which takes both in
+    # the order they came.
+    order: list[str] = []
+    running = loop.loop
+    queue = running.call_soon
+
+    def call_soon(callback: Any, *args: Any, context: Any = None) -> Any:
+        handle = queue(callback, *args, context=context)
+        if not order:  # the first request's task, as it queues its step
+            queue(order.append, "handed over")
+        return handle
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        order.append(scope["path"])
+        await app(scope, receive, send)
+
+    monkeypatch.setattr(running, "call_soon", call_soon)
+    handler = Bridge(recording, lifespan="off", loop=loop)
+    assert fc_call(handler, "GET", "/first").status == 200
+    assert order == ["/first", "handed over"]
+    assert counted.polls == 2  # the loop took them: the step, then the done callback
 
 
 def test_the_periodic_pass_is_skipped_while_the_loop_has_nothing_to_poll(
