@@ -120,7 +120,7 @@ class Exchange(Call):
         self.policy = policy
         self.scope = scope
         self._body: bytes | None = body
-        self.request_id = request_id
+        self.request_id = self.name = request_id  # its task is named after it
         self.head = scope["method"] == "HEAD"
         self.chunks: list[bytes] = []
         options = handler.options
@@ -405,7 +405,9 @@ class HTTPHandler:
         # request's context variables (asyncio copies the current context into the callbacks a
         # request registers, and uvicorn without reset_contextvars resumes reading a keep-alive
         # connection from inside the request that just finished).
-        task = contextvars.Context().run(loop.create_task, self._cycle(exchange))
+        task = contextvars.Context().run(
+            loop.create_task, self._cycle(exchange), name=exchange.request_id
+        )
         exchange.suspended(loop, task)
         try:
             await asyncio.shield(task)  # so that a cancellation reaches us, not only the app

@@ -85,6 +85,7 @@ class Call:
     value: Any = None
     abandoned = False
     thread = 0  # threading.get_ident() of the thread that drives the loop for it
+    name: str | None = None  # the task's name (None: asyncio's "Task-<n>")
 
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         """The task did not finish in one step: arm whatever bounds it. On the loop."""
@@ -223,7 +224,7 @@ class SharedLoop:
         if call.abandoned:  # its thread stopped waiting: nobody wants the result any more
             coro.close()
             return
-        call.task = asyncio.Task(coro, loop=loop)
+        call.task = asyncio.Task(coro, loop=loop, name=call.name)
         call.task.add_done_callback(lambda task: self._finished(call))
         call.suspended(loop, call.task)
 
@@ -257,7 +258,7 @@ class SharedLoop:
         """
         call.thread = thread = threading.get_ident()
         if not self.fast_path:  # the public path: run_forever steps the task
-            task = asyncio.Task(coro, loop=loop)
+            task = asyncio.Task(coro, loop=loop, name=call.name)
             task.add_done_callback(lambda task: self._finished(call))
             # Right after the task's first step: only a task that has to wait arms its bounds.
             loop.call_soon(_after_first_step, loop, call, task)
@@ -269,7 +270,7 @@ class SharedLoop:
             else:  # no timer, no signal handler, no file but the loop's own: nothing to poll
                 self._polled = time.monotonic()
         try:
-            task = _first_step_here(loop, coro, thread, poll, self._hooks)
+            task = _first_step_here(loop, coro, thread, poll, self._hooks, call.name)
         finally:
             if poll:
                 self._polled = time.monotonic()
@@ -369,6 +370,7 @@ def _first_step_here(
     thread: int,
     poll: bool,
     hooks: tuple[Any, Any],
+    name: str | None = None,
 ) -> asyncio.Task[T]:
     """A task for ``coro`` whose first step is taken now, in this thread, as the loop would;
     with ``poll``, after one pass of the loop (ready callbacks, I/O and timers due, no wait).
@@ -379,6 +381,7 @@ def _first_step_here(
     quarter of its cost); ``_stopping`` makes it poll without waiting, as ``loop.stop()`` would.
     ``hooks`` are the loop's async generator hooks (firstiter, finalizer), installed for the
     step as ``run_forever`` installs them.
+    ``name`` names the task (a request's is named after its request id).
     """
     before = sys.get_asyncgen_hooks()
     loop._thread_id = thread  # type: ignore[attr-defined]  # is_running()
@@ -395,8 +398,8 @@ def _first_step_here(
             finally:
                 loop._stopping = False  # type: ignore[attr-defined]
         if EAGER_TASKS:  # pragma: >=3.12 cover
-            return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-        task = asyncio.Task(coro, loop=loop)  # pragma: <3.12 cover
+            return asyncio.Task(coro, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        task = asyncio.Task(coro, loop=loop, name=name)  # pragma: <3.12 cover
         _step_now(loop._ready, task)  # type: ignore[attr-defined]  # pragma: <3.12 cover
         return task  # pragma: <3.12 cover
     finally:

@@ -23,7 +23,7 @@ from fc_bridge._loop import Call, SharedLoop
 from fc_bridge._types import Message, Receive, Scope, Send
 from fc_bridge.local import asgi_app
 
-from .conftest import fc_call, running_server
+from .conftest import FCContext, fc_call, running_server
 from .test_frontends_asgi import http_scope, talk
 
 
@@ -744,3 +744,50 @@ def test_a_cancelled_error_an_app_raises_itself_is_its_failure_in_the_servers_ta
     asyncio.run(main())
     assert [m.get("status") for m in sent] == [500, None]
     assert "Exception in ASGI application" in caplog.text
+
+
+def test_a_requests_task_is_named_after_its_request_id(loop: SharedLoop) -> None:
+    # asyncio's debug output and current_task().get_name() then say which request it is:
+    # served in its first step, parked behind another thread's request, on the public path,
+    # and in a web function's own task.
+    names: list[str] = []
+    waiting = threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        if scope["path"] == "/wait":
+            waiting.set()
+            await asyncio.sleep(0.2)
+        task = asyncio.current_task()
+        assert task is not None
+        names.append(task.get_name())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def call(handler: Bridge, path: str, rid: str) -> int:
+        return fc_call(handler, "GET", path, context=FCContext(request_id=rid)).status
+
+    handler = Bridge(app, lifespan="off", loop=loop)
+    assert call(handler, "/", "first-step") == 200
+    with ThreadPoolExecutor(1) as pool:
+        driving = pool.submit(call, handler, "/wait", "driving")
+        assert waiting.wait(5)
+        assert call(handler, "/", "parked") == 200
+        assert driving.result(5) == 200
+    public = SharedLoop(fast_path=False)
+    try:
+        assert call(Bridge(app, lifespan="off", loop=public), "/", "public") == 200
+    finally:
+        public.close()
+    web = WebFunction(Bridge(app))
+    leftover: contextvars.ContextVar[int] = contextvars.ContextVar("leftover")
+
+    async def server_task_with_a_context(scope: Scope, receive: Receive, send: Send) -> None:
+        leftover.set(1)  # the request gets a task (and a fresh context) of its own
+        await web(scope, receive, send)
+
+    with running_server(server_task_with_a_context, reset_contextvars=False) as url:
+        response = httpx.get(url + "/", headers={"x-fc-request-id": "web"})
+        assert response.status_code == 200
+    assert names == ["first-step", "parked", "driving", "public", "web"]
