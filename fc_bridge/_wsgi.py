@@ -47,8 +47,7 @@ _NOT_HEADERS = frozenset(
     }
 )
 FC_DEFAULT_TYPE = "application/octet-stream"  # what FC's runtime sets when a request has none
-FC_DEFAULT_HEADER = (b"content-type", FC_DEFAULT_TYPE.encode())
-_DEFAULT_HEADER_SIZE = len(FC_DEFAULT_HEADER[0]) + len(FC_DEFAULT_HEADER[1])
+_DEFAULT_HEADER_SIZE = len(b"content-type") + len(FC_DEFAULT_TYPE)
 
 # The request headers of each environ shape (its keys, in order) seen lately: the keys that
 # stand for headers, with their names. FC's environ carries the whole process environment
@@ -58,10 +57,6 @@ _plans: dict[tuple[str, ...], tuple[tuple[str, bytes], ...]] = {}
 MAX_PLANS = 64
 _os_http_variables: dict[str, str] | None = None
 _warned_no_host = False
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
 
 
 def _latin1(text: str) -> bytes:
@@ -90,7 +85,7 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
         return bad_request("The WSGI environ has no REQUEST_METHOD.")
     uri: str | None = environ.get("fc.request_uri")
     if uri is not None:
-        raw_path, query = split_uri(_utf8(uri))
+        raw_path, query = split_uri(uri.encode("utf-8", "surrogatepass"))
     else:
         raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
         if raw_uri:
@@ -122,12 +117,13 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
             headers.append((b"host", host.encode("idna")))
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
-    is_async = environ.get("HTTP_X_FC_INVOCATION_TYPE", "").lower() == "async"
+    invocation = environ.get("HTTP_X_FC_INVOCATION_TYPE")
+    is_async = invocation is not None and invocation.lower() == "async"
     # FC's gateway checked the headers the client sent, before its runtime added a default
     # Content-Type: so the default does not count (undercounting here cannot reject a
-    # request FC accepted; counting it could).
+    # request FC accepted; counting it could). _headers() passes it on only with a body.
     size = request_headers_size(headers)
-    if uri is not None and FC_DEFAULT_HEADER in headers:
+    if uri is not None and length and environ.get("CONTENT_TYPE") == FC_DEFAULT_TYPE:
         size -= _DEFAULT_HEADER_SIZE
     rejection = limits.check_request(target, size, length, is_async=is_async)
     if rejection is not None:
@@ -136,7 +132,7 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
     if stream is None:
         body = b""
     elif length_text:
-        body = _read_exactly(stream, length)
+        body = _read_exactly(stream, length) if length else b""
     elif environ.get("wsgi.input_terminated"):  # chunked upload: the server tells us its end
         body = stream.read()
         rejection = limits.check_request(target, size, len(body), is_async=is_async)
@@ -211,7 +207,11 @@ def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> H
     # see none, as under uvicorn.
     if length or "HTTP_CONTENT_LENGTH" in environ:
         headers.append((b"content-length", str(length).encode()))
-    from_os = _environment_http_variables() if encoding == "utf-8" else None
+    from_os = None
+    if encoding == "utf-8":
+        from_os = _os_http_variables
+        if from_os is None:
+            from_os = _environment_http_variables()
     for key, name in _plan(environ, encoding, errors):
         value = environ[key]
         if from_os and from_os.get(key) == value:
@@ -246,13 +246,11 @@ def _header_name(key: str, encoding: str, errors: str) -> bytes:
 
 
 def _read_exactly(stream: WSGIInput, length: int) -> bytes:
-    """Read ``length`` bytes from wsgi.input, or fewer if it ends first.
+    """Read ``length`` (> 0) bytes from wsgi.input, or fewer if it ends first.
 
     FC's input is a BytesIO over the whole body: reading all of it returns that very bytes
     object, so the body is never copied on the way to the app.
     """
-    if not length:
-        return b""
     body = stream.read(length)
     if len(body) < length:  # servers may return short reads from a socket
         parts = [body]
@@ -276,10 +274,10 @@ def write_response(response: Response, start_response: StartResponse, fc: bool) 
     status = STATUS_LINES.get(response.status) or _status_line(response.status)
     # FC turns header strings back into bytes as UTF-8 (see the module docstring), and the
     # bridge only lets UTF-8 values through to it; PEP 3333 servers encode them as Latin-1.
-    if fc:
-        headers = [(name.decode(), value.decode()) for name, value in response.headers]
-    else:
-        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in response.headers]
+    encoding = "utf-8" if fc else "latin-1"
+    headers = []  # a loop, not a comprehension: on 3.11 that is a function call of its own
+    for name, value in response.headers:
+        headers.append((name.decode(encoding), value.decode(encoding)))
     error = response.error
     if error is None:
         start_response(status, headers)
