@@ -161,13 +161,17 @@ def is_async_invocation(headers: Mapping[bytes, bytes]) -> bool:
     return headers.get(b"x-fc-invocation-type", b"").lower() == b"async"
 
 
+# Headers FC adds itself (x-fc-*, which clients may not send) do not count toward its limit.
+FC_HEADER_PREFIX = b"x-fc-"
+
+
 def request_headers_size(headers: Headers) -> int:
     """The size of request headers as FC's limit counts it: every name's and value's length
-    (lower-case names, as a scope carries them), except headers FC adds itself (``x-fc-*``,
-    which clients may not send)."""
+    (lower-case names, as a scope carries them), except FC's own (``FC_HEADER_PREFIX``).
+    Paths that build their header list count as they go, by the same rule."""
     size = 0
     for name, value in headers:
-        if name[:5] != b"x-fc-":
+        if name[:5] != FC_HEADER_PREFIX:
             size += len(name) + len(value)
     return size
 

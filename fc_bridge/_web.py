@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._function import FunctionInfo, context_from_headers
-from ._limits import Limits, Rejection, is_async_invocation, request_headers_size
+from ._limits import (
+    FC_HEADER_PREFIX,
+    Limits,
+    Rejection,
+    is_async_invocation,
+    request_headers_size,
+)
 from ._scope import CREDENTIAL_HEADERS, NO_STATE, resolve
 from ._scope import client as choose_client
 from ._scope import scheme as choose_scheme
@@ -182,7 +188,7 @@ def app_headers(headers: Headers) -> tuple[Headers, int]:
     size = 0
     for pair in headers:
         name = pair[0]
-        if name[:5] != b"x-fc-":
+        if name[:5] != FC_HEADER_PREFIX:
             size += len(name) + len(pair[1])
         elif name in CREDENTIAL_HEADERS:
             continue

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from ._context import field
-from ._limits import Rejection, bad_request, request_headers_size
+from ._limits import FC_HEADER_PREFIX, Rejection, bad_request
 from ._scope import (
     CREDENTIAL_HEADERS,
     PROXY_PATH,
@@ -53,7 +53,8 @@ _DEFAULT_HEADER_SIZE = len(b"content-type") + len(FC_DEFAULT_TYPE)
 # stand for headers, with their names. FC's environ carries the whole process environment
 # besides the request, so the same few shapes come every time, and telling one apart from the
 # others (a tuple of the keys, a dict lookup, in C) costs a fraction of classifying every key.
-_plans: dict[tuple[str, ...], tuple[tuple[str, bytes], ...]] = {}
+Plan = tuple[tuple[str, bytes, bool], ...]  # (environ key, header name, counted by FC's limit)
+_plans: dict[tuple[str, ...], Plan] = {}
 MAX_PLANS = 64
 _os_http_variables: dict[str, str] | None = None
 _warned_no_host = False
@@ -105,16 +106,18 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
             return bad_request(f"Content-Length {length_text!r} is not a non-negative integer.")
         length = int(length_text)
     if uri is None:
-        headers = _headers(environ, "latin-1", "strict", length)
+        headers, size = _headers(environ, "latin-1", "strict", length)
     else:
-        headers = _headers(environ, "utf-8", "surrogatepass", length)
+        headers, size = _headers(environ, "utf-8", "surrogatepass", length)
     host: str | None = environ.get("HTTP_HOST")
     if host is None:
         host = options.host
         if host is None and uri is not None:
             host = _fc_host(environ.get("fc.context"), raw_path)
         if host is not None:
-            headers.append((b"host", host.encode("idna")))
+            encoded = host.encode("idna")
+            headers.append((b"host", encoded))
+            size += len(b"host") + len(encoded)
 
     target = len(raw_path) + (len(query) + 1 if query else 0)
     invocation = environ.get("HTTP_X_FC_INVOCATION_TYPE")
@@ -122,7 +125,6 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
     # FC's gateway checked the headers the client sent, before its runtime added a default
     # Content-Type: so the default does not count (undercounting here cannot reject a
     # request FC accepted; counting it could). _headers() passes it on only with a body.
-    size = request_headers_size(headers)
     if uri is not None and length and environ.get("CONTENT_TYPE") == FC_DEFAULT_TYPE:
         size -= _DEFAULT_HEADER_SIZE
     rejection = limits.check_request(target, size, length, is_async=is_async)
@@ -196,23 +198,29 @@ def _fc_host(context: object, raw_path: bytes) -> str | None:
     return None
 
 
-def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> Headers:
+def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> tuple[Headers, int]:
+    """The request's headers, and their size as FC's limit counts it (request_headers_size)."""
     headers: Headers = []
+    size = 0
     content_type = environ.get("CONTENT_TYPE")
     # FC's runtime puts its default in when the client sent no Content-Type; on a request
     # without a body that default is all it can be, and the app should not see it.
     if content_type and (length or encoding != "utf-8" or content_type != FC_DEFAULT_TYPE):
-        headers.append((b"content-type", content_type.encode(encoding, errors)))
+        encoded = content_type.encode(encoding, errors)
+        headers.append((b"content-type", encoded))
+        size += len(b"content-type") + len(encoded)
     # FC sets CONTENT_LENGTH "0" on every bodiless request; clients that sent no Content-Length
     # see none, as under uvicorn.
     if length or "HTTP_CONTENT_LENGTH" in environ:
-        headers.append((b"content-length", str(length).encode()))
+        encoded = str(length).encode()
+        headers.append((b"content-length", encoded))
+        size += len(b"content-length") + len(encoded)
     from_os = None
     if encoding == "utf-8":
         from_os = _os_http_variables
         if from_os is None:
             from_os = _environment_http_variables()
-    for key, name in _plan(environ, encoding, errors):
+    for key, name, counted in _plan(environ, encoding, errors):
         value = environ[key]
         if from_os and from_os.get(key) == value:
             continue
@@ -221,16 +229,23 @@ def _headers(environ: WSGIEnviron, encoding: str, errors: str, length: int) -> H
         except UnicodeEncodeError:
             encoded = value.encode(encoding, errors)
         headers.append((name, encoded))
-    return headers
+        if counted:
+            size += len(name) + len(encoded)
+    return headers, size
 
 
-def _plan(environ: WSGIEnviron, encoding: str, errors: str) -> tuple[tuple[str, bytes], ...]:
+def _plan(environ: WSGIEnviron, encoding: str, errors: str) -> Plan:
     """The keys of ``environ`` that stand for request headers, in order, with the header names
-    (``HTTP_USER_AGENT``: ``b"user-agent"``); remembered per shape (see ``_plans``)."""
+    (``HTTP_USER_AGENT``: ``b"user-agent"``) and whether FC's limit counts them (not x-fc-*);
+    remembered per shape (see ``_plans``)."""
     shape = tuple(environ)
     plan = _plans.get(shape)
     if plan is None:
-        plan = tuple((key, name) for key in shape if (name := _header_name(key, encoding, errors)))
+        plan = tuple(
+            (key, name, name[:5] != FC_HEADER_PREFIX)
+            for key in shape
+            if (name := _header_name(key, encoding, errors))
+        )
         if all(key.isascii() for key in shape):  # else the names depend on the encoding
             if len(_plans) >= MAX_PLANS:  # new shapes keep coming: start over
                 _plans.clear()

@@ -262,3 +262,24 @@ def test_fcs_default_content_type_does_not_count(handler: Bridge) -> None:
     sent += padded_headers(8192 - len("content-length") - len("3"))
     response = fc_call(handler, "POST", "/", sent, b"abc")
     assert (response.status, response.body) == (200, b"3")
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 400)])
+def test_content_headers_count_like_any_other(handler: Bridge, extra: int, status: int) -> None:
+    # Content-Type and Content-Length come as the environ's CONTENT_* keys, not HTTP_*; the
+    # client sent them, so FC's gateway counted them.
+    sent = [("Content-Type", "text/plain"), ("Content-Length", "3")]
+    taken = len("content-type") + len("text/plain") + len("content-length") + len("3")
+    sent += padded_headers(8192 - taken + extra)
+    assert fc_call(handler, "POST", "/", sent, b"abc").status == status
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 400)])
+def test_the_host_fc_2_dropped_counts_as_the_client_sent_it(
+    handler: Bridge, extra: int, status: int
+) -> None:
+    # FC 2.0's runtime drops Host; on FC's default address the bridge puts the function's
+    # domain back, which is what the client sent and FC's gateway counted.
+    host = "123456789.cn-hangzhou.fc.aliyuncs.com"
+    sent = padded_headers(8192 - len("host") - len(host) + extra)
+    assert fc_call(handler, "GET", PREFIX + "/", sent).status == status
