@@ -130,11 +130,12 @@ def checked(raw: object, limits: Limits, policy: Policy) -> Headers | Rejection:
                 kind = policy.kind(name)
             if type(value) is not bytes or kind == BAD:
                 return _refusal(raw, utf8)
-            if kind == DROP:  # its value goes nowhere, so it need not be checked
-                _warn(name.lower())
-                continue
-            if kind == QUIET:
-                continue
+            if kind != PASS:  # the common case takes one comparison here
+                if kind == DROP:  # its value goes nowhere, so it need not be checked
+                    _warn(name.lower())
+                    continue
+                if kind == QUIET:
+                    continue
             if value.translate(_VALUE_MAP) != value or (
                 utf8 and not value.isascii() and not _is_utf8(value)
             ):

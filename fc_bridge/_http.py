@@ -123,11 +123,7 @@ class Exchange(Call):
         self.request_id = self.name = request_id  # its task is named after it
         self.head = scope["method"] == "HEAD"
         self.chunks: list[bytes] = []
-        options = handler.options
-        timeout = options.timeout
-        if timeout == "auto":
-            timeout = options.auto_timeout or options.request_timeout(context)
-        self.timeout: float | None = timeout
+        self.context = context
         self.started = time.monotonic()
         self.limit = handler.limits.response_body
         if server_send is not None:
@@ -137,6 +133,16 @@ class Exchange(Call):
             # With a body limit the response is held back until complete, so FC's 502 can
             # still replace it.
             self._held = [] if self.limit is not None else None
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the request may run (README, "Timeouts"); read only once the request has
+        to wait, so most requests never work it out."""
+        options = self.handler.options
+        timeout = options.timeout
+        if timeout == "auto":
+            return options.auto_timeout or options.request_timeout(self.context)
+        return timeout
 
     # The app's side.
 
@@ -277,7 +283,9 @@ class Exchange(Call):
     # What the request produced.
 
     def response(self, error: BaseException | None) -> Response:
-        """The buffered response: the app's, or the bridge's answer for what went wrong."""
+        """The buffered response: the app's, or the bridge's answer for what went wrong.
+        (A copy, not the exchange itself: the task's result would then refer back to the
+        exchange, which refers to the task, a cycle only the garbage collector frees.)"""
         if error is None and self.state == COMPLETE and self.refused is None:
             return Response(self.status, self.headers, self.chunks)
         if self.refused is not None:
@@ -454,7 +462,8 @@ class HTTPHandler:
                 return exchange.result()  # the coroutine is being closed: no more awaits
 
         exchange.returned = True
-        exchange.hang_up()
+        if not exchange._gone:  # else the complete response hung up already
+            exchange.hang_up()
         if exchange.spawned and not exchange.expired:
             _load_timeouts()
             await _timeouts.wait_for_spawned(self, exchange.spawned, exchange.request_id)

@@ -161,7 +161,9 @@ class SharedLoop:
             call = Call()
         call.owner = self
         with self._mutex:
-            loop = self._get_loop()
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                loop = self._get_loop()
             if self._driver is None:
                 self._driver = call
             else:
