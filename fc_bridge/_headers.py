@@ -35,8 +35,11 @@ logger = logging.getLogger("fc_bridge.http")
 # response, so with the cheaper translate(MAP), which maps each byte that is not allowed to
 # another byte and the others to themselves: a valid value comes back equal, and no deletion
 # table is built per call (a quarter of the cost). Nothing to compile at cold start.
-_TOKEN = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '()<>@,;:[]={}\\"/?')
-_VALUE_MAP = bytes(c if c == 0x09 or 0x20 <= c != 0x7F else c ^ 0x40 for c in range(256))
+# Both built from C-level operations, not 256-step generators: they run at every cold start.
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tchar
+_CONTROL = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])  # all a value may not hold
+_SHIFTED = bytes(c ^ 0x40 for c in _CONTROL)
+_VALUE_MAP = bytes(range(256)).translate(bytes.maketrans(_CONTROL, _SHIFTED))
 
 HOP_BY_HOP = frozenset(
     {

@@ -213,6 +213,21 @@ def test_each_byte_of_a_header_value_is_judged_as_uvicorn_judges_it() -> None:
             assert "control character" in verdict.message
 
 
+def test_each_byte_of_a_header_name_is_judged_as_an_http_token() -> None:
+    # RFC 9110's tchar: letters, digits and !#$%&'*+-.^_`|~, nothing else.
+    tchar = set(b"!#$%&'*+-.^_`|~") | set(range(0x30, 0x3A)) | set(range(0x41, 0x5B))
+    tchar |= set(range(0x61, 0x7B))
+    policy = fc_bridge._headers.Policy(frozenset(), fc_headers=False, attachment=False, utf8=False)
+    for byte in range(256):
+        name = b"x" + bytes([byte])
+        verdict = fc_bridge._headers.checked([(name, b"v")], Limits(), policy)
+        if byte in tchar:
+            assert verdict == [(name, b"v")], byte
+        else:
+            assert isinstance(verdict, Rejection), byte
+            assert "not an HTTP token" in verdict.message
+
+
 def test_a_remembered_name_is_judged_the_same_way_again() -> None:
     # The second pass takes every verdict from the policy's cache: the same headers pass, drop
     # and refuse as the first time.
