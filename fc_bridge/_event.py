@@ -147,16 +147,16 @@ def parse_event(
     source = http.get("sourceIp")
     reported = (source, 0) if isinstance(source, str) and source else None
     scope = http_scope(
-        method=method,
-        scheme=scheme,
-        protocol=http.get("protocol"),
-        paths=(root, path, raw_path),
-        query=query,
-        headers=headers,
-        client=choose_client(headers, reported, forwarded) if forwarded else reported,
-        server=server_of(host, scheme) if host else None,
-        context=context,
-        uri=raw + ("?" + query.decode("ascii") if query else ""),
+        method,
+        scheme,
+        http.get("protocol"),  # protocol
+        (root, path, raw_path),  # paths
+        query,
+        headers,
+        choose_client(headers, reported, forwarded) if forwarded else reported,  # client
+        server_of(host, scheme) if host else None,  # server
+        context,
+        raw + ("?" + query.decode("ascii") if query else ""),  # uri
     )
     if secrets:  # the app's copy of the event carries no credential either
         event = {

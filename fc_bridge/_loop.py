@@ -348,19 +348,6 @@ shared_loop = SharedLoop()
 """The loop every bridge in the process uses unless given another."""
 
 
-def _step_now(ready: deque[Any], task: asyncio.Task[Any]) -> None:
-    """Take the first step of ``task``, just made on the loop's thread, right now rather than
-    when the loop next runs its ready queue (what ``eager_start`` does from Python 3.12 on).
-
-    The step is the handle the task has just put last in the loop's ``ready`` queue, unless
-    another thread handed a callback over since: then the step stays queued for the loop."""
-    handle = ready.pop()
-    if getattr(handle._callback, "__self__", None) is task:
-        handle._run()
-    else:
-        ready.append(handle)
-
-
 def _after_first_step(loop: asyncio.AbstractEventLoop, call: Call, task: asyncio.Task[Any]) -> None:
     if not task.done():
         call.suspended(loop, task)
@@ -402,7 +389,15 @@ def _first_step_here(
         if EAGER_TASKS:  # pragma: >=3.12 cover
             return asyncio.Task(coro, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         task = asyncio.Task(coro, loop=loop, name=name)  # pragma: <3.12 cover
-        _step_now(loop._ready, task)  # type: ignore[attr-defined]  # pragma: <3.12 cover
+        # Its step is the handle it has just put last in the ready queue (not first: the pass
+        # above may have left callbacks there), unless another thread handed one over since:
+        # then the step stays queued, and the loop takes both in order.
+        ready = loop._ready  # type: ignore[attr-defined]  # pragma: <3.12 cover
+        step = ready.pop()  # pragma: <3.12 cover
+        if getattr(step._callback, "__self__", None) is task:  # pragma: <3.12 cover
+            step._run()
+        else:  # pragma: <3.12 cover
+            ready.append(step)
         return task  # pragma: <3.12 cover
     finally:
         asyncio._set_running_loop(None)

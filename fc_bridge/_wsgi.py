@@ -160,16 +160,16 @@ def parse_environ(environ: WSGIEnviron, options: Options) -> tuple[HTTPScope, by
         server_port = environ.get("SERVER_PORT")
         server = (server_name, int(server_port) if server_port else None) if server_name else None
     scope = http_scope(
-        method=method,
-        scheme=scheme,
-        protocol=environ.get("SERVER_PROTOCOL"),
-        paths=(root, path, raw_path),
-        query=query,
-        headers=headers,
-        client=choose_client(headers, reported, forwarded) if forwarded else reported,
-        server=server,
-        context=environ.get("fc.context"),
-        uri=uri if uri is not None else "",
+        method,
+        scheme,
+        environ.get("SERVER_PROTOCOL"),  # protocol
+        (root, path, raw_path),  # paths
+        query,
+        headers,
+        choose_client(headers, reported, forwarded) if forwarded else reported,  # client
+        server,
+        environ.get("fc.context"),  # context
+        uri if uri is not None else "",  # uri: FC's request URI
     )
     return scope, body
 
