@@ -44,6 +44,8 @@ def field(context: object, *path: str) -> Any:
 def request_id(context: object, fallback: object = None) -> str:
     """FC's request id for log lines: the context's, else ``fallback`` (a header), else ``"-"``."""
     value = getattr(context, "request_id", None)  # FC's own context: the common case first
+    if type(value) is str and value:
+        return value
     if value is None and context is not None and isinstance(context, Mapping):
         value = context.get("request_id")
     value = value or fallback

@@ -41,6 +41,7 @@ INTERNAL_ERROR_BODY = b"Internal Server Error"
 TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 NEW, STARTED, COMPLETE = 0, 1, 2
+STATUSES = range(100, 600)  # an int's membership is one comparison in C
 # Task.cancelling() and uncancel(): a request can run in the server's task and still tell the
 # server's cancellation from its own timeout's.
 CANCELLING = sys.version_info >= (3, 11)
@@ -183,7 +184,7 @@ class Exchange(Call):
                 await self._forward(message)
         elif kind == "http.response.start" and state == NEW:
             status = message.get("status")
-            if not (type(status) is int and 100 <= status <= 599):
+            if type(status) is not int or status not in STATUSES:
                 self._refuse(bad_status(status))
             headers = checked(message.get("headers", ()), self.handler.limits, self.policy)
             if isinstance(headers, Rejection):
