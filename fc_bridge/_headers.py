@@ -34,8 +34,8 @@ logger = logging.getLogger("fc_bridge.http")
 # leaves only what is not allowed (once per name: Policy.kinds). A value is checked on every
 # response, so with the cheaper translate(MAP), which maps each byte that is not allowed to
 # another byte and the others to themselves: a valid value comes back equal, and no deletion
-# table is built per call (a quarter of the cost). Nothing to compile at cold start.
-# Both built from C-level operations, not 256-step generators: they run at every cold start.
+# table is built per call (a quarter of the cost). Both tables are literals or built in C:
+# nothing compiled or looped over 256 bytes at cold start.
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tchar
 _CONTROL = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])  # all a value may not hold
 _SHIFTED = bytes(c ^ 0x40 for c in _CONTROL)
