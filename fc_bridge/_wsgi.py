@@ -68,12 +68,12 @@ def _environment_http_variables() -> dict[str, str]:
     """``HTTP_*`` variables of the process environment, which FC copies into every environ.
 
     FC builds the environ as ``{**os.environ, **request}``: an environment variable such as
-    ``HTTP_PROXY`` would otherwise reach the app as a request header nobody sent.
+    ``HTTP_PROXY`` would otherwise reach the app as a request header nobody sent. Read once:
+    ``_os_http_variables`` keeps them.
     """
     global _os_http_variables
-    if _os_http_variables is None:
-        environ = os.environ
-        _os_http_variables = {k: environ[k] for k in environ if k.startswith("HTTP_")}
+    environ = os.environ
+    _os_http_variables = {k: environ[k] for k in environ if k.startswith("HTTP_")}
     return _os_http_variables
 
 
