@@ -12,6 +12,11 @@ Candidates:
 - loop per thread: an event loop per calling thread, ``run_until_complete`` per request; the
   client cannot be shared across loops, so each thread runs the lifespan on its own loop and
   gets a client of its own (its best case: made once per thread, not per request).
+- Two designs for sharing one loop, each calling the app directly (no bridge work, so they
+  compare the designs alone): "shared loop, app only", fc-bridge's ``SharedLoop`` (the calling
+  thread runs the loop itself unless another thread does, then hands its coroutine over); and
+  "loop thread, app only", a loop running in a thread of its own that every call is handed to
+  with ``run_coroutine_threadsafe`` (a2wsgi's design, the one the issue suggested trying).
 
 Each thread makes a fixed number of requests (bounded in count, and by a deadline); rounds
 alternate the candidates. Printed: requests per second, p50 and p99 latency, CPU time per
@@ -47,7 +52,7 @@ from starlette.routing import Route
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fc_bridge import bridge
+from fc_bridge import SharedLoop, bridge
 
 SLEEP = 0.01  # the app's own wait
 UPSTREAM_DELAY = 0.01  # the loopback server's: 20 ms of I/O per request in all
@@ -182,7 +187,46 @@ def loop_per_thread_candidate(app: Starlette, path: str) -> Candidate:
     return call, setup, close
 
 
-CANDIDATES = {"fc-bridge": fc_bridge_candidate, "loop per thread": loop_per_thread_candidate}
+def shared_loop_candidate(app: Starlette, path: str) -> Candidate:
+    shared = SharedLoop()
+    lifespan = app.router.lifespan_context(app)
+    state = shared.run(lifespan.__aenter__())
+
+    def call() -> bytes:
+        return shared.run(asgi_call(app, path, state))
+
+    def close() -> None:
+        shared.run(lifespan.__aexit__(None, None, None))
+        shared.close()
+
+    return call, lambda: None, close
+
+
+def loop_thread_candidate(app: Starlette, path: str) -> Candidate:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="loop thread", daemon=True)
+    thread.start()
+    lifespan = app.router.lifespan_context(app)
+    state = asyncio.run_coroutine_threadsafe(lifespan.__aenter__(), loop).result()
+
+    def call() -> bytes:
+        return asyncio.run_coroutine_threadsafe(asgi_call(app, path, state), loop).result()
+
+    def close() -> None:
+        asyncio.run_coroutine_threadsafe(lifespan.__aexit__(None, None, None), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    return call, lambda: None, close
+
+
+CANDIDATES = {
+    "fc-bridge": fc_bridge_candidate,
+    "loop per thread": loop_per_thread_candidate,
+    "shared loop, app only": shared_loop_candidate,
+    "loop thread, app only": loop_thread_candidate,
+}
 ONE_LOOP = "one loop, no threads"
 # Workload: (path, requests per thread). Through the shared client a request costs 5-9 ms of
 # CPU (httpcore's pool), so that workload makes fewer to stay within minutes.
@@ -334,6 +378,14 @@ def main() -> None:
                 ratio = medians["fc-bridge"]["rps"] / reference
                 errors = sum(r["errors"] for runs in results.values() for r in runs)
                 ok = ratio >= 0.95 and errors == 0
+                designs = (
+                    medians["shared loop, app only"]["rps"]
+                    / medians["loop thread, app only"]["rps"]
+                )
+                checks.append(
+                    f"info  {workload}, {threads} threads: the shared loop's design "
+                    f"{designs:.2f}x a loop thread's (both calling the app directly)"
+                )
                 checks.append(
                     f"{'PASS' if ok else 'FAIL'}  {workload}, {threads} threads: fc-bridge "
                     f"{ratio:.2f}x loop per thread (>= 0.95x), {errors:.0f} error(s); "
