@@ -43,8 +43,9 @@ def bound(
     exchange.task = task
     timers: list[asyncio.TimerHandle] = []
     exchange.timers = timers
-    if exchange.timeout is not None:
-        deadline = exchange.started + exchange.timeout
+    timeout = exchange.timeout  # worked out on each read: read once
+    if timeout is not None:
+        deadline = exchange.started + timeout
         timers.append(loop.call_at(deadline, _expire, exchange, timers))
     return timers
 
@@ -109,9 +110,10 @@ def _overran(exchange: Exchange) -> None:
 
 def wait_limit(exchange: Exchange) -> float | None:
     """How long a parked thread waits for the loop before answering 504 itself."""
-    if exchange.timeout is None:
+    timeout = exchange.timeout
+    if timeout is None:
         return None
-    return exchange.started + exchange.timeout + 2 * grace(exchange.timeout) - time.monotonic()
+    return exchange.started + timeout + 2 * grace(timeout) - time.monotonic()
 
 
 def abandoned(exchange: Exchange) -> None:

@@ -170,12 +170,9 @@ class EmulatedFC:
             rejection.log(context.request_id)
             await send_rejection(send, rejection, [rid])
             return
+        is_async = is_async_invocation(dict(headers))
         body = await read_body(
-            receive,
-            self.limits,
-            len(target.encode()),
-            request_headers_size(headers),
-            is_async_invocation(dict(headers)),
+            receive, self.limits, len(target.encode()), request_headers_size(headers), is_async
         )
         if body is None:
             return
@@ -192,7 +189,7 @@ class EmulatedFC:
         )
         call = partial(self.invoke, invocation, context)
         loop = asyncio.get_running_loop()
-        if is_async_invocation(dict(headers)):
+        if is_async:
             # FC answers an asynchronous invocation at once and runs the function after.
             future = loop.run_in_executor(self._pool, call)
             self._background.add(future)
