@@ -387,9 +387,38 @@ def test_reserved_headers_are_dropped_on_this_path_too(
 
 
 @pytest.mark.parametrize(
+    ("encoding", "before", "after"),
+    [
+        ("utf-8", "", ""),
+        ("utf-8", "", " \r\n"),
+        ("utf-8", "\n", ""),
+        ("utf-8-sig", "", ""),
+        ("utf-16-le", "", ""),
+        ("utf-16", "", ""),
+        ("utf-32-be", " ", " "),
+    ],
+)
+def test_an_event_is_read_in_every_encoding_json_reads(
+    loop: SharedLoop, encoding: str, before: str, after: str
+) -> None:
+    # FC sends UTF-8, read without json.loads' per-call work; whatever else json.loads reads
+    # (other encodings, whitespace around the object, a lone surrogate) reads the same.
+    event = json.loads(event_for(headers=[("x-cafe", "été")]))
+    event["headers"]["X-Odd"] = "a\udcffb"
+    text = before + json.dumps(event, ensure_ascii=False) + after
+    result = Bridge(recorder, loop=loop)(text.encode(encoding, "surrogatepass"), FC3Context())
+    assert result["statusCode"] == 200
+    headers = seen[0]["scope"]["headers"]
+    assert (b"x-cafe", "été".encode()) in headers
+    assert (b"x-odd", "a\udcffb".encode("utf-8", "surrogatepass")) in headers
+
+
+@pytest.mark.parametrize(
     ("event", "message"),
     [
         (b"{not json", "The event is not valid JSON: got bytes that is not a JSON object."),
+        (b'{"a": 1} {}', "The event is not valid JSON: got bytes that is not a JSON object."),
+        (b'{"a": ' * 100_000, "The event is not valid JSON: got bytes that is not a JSON object."),
         (b"\xff\xfe", "The event is not valid JSON: got bytes that is not a JSON object."),
         (b"[1, 2]", "The event is not valid JSON: got bytes that is not a JSON object."),
         (12345, "The event is not valid JSON: got int that is not a JSON object."),
