@@ -177,7 +177,9 @@ class Exchange(Call):
                     self.chunks.append(body)
             if not message.get("more_body", False):
                 self.state = COMPLETE
-                self.hang_up()
+                self._gone = True  # hang_up(), inlined: every request passes here
+                if self._gone_event is not None:
+                    self._gone_event.set()
                 if self.timers is not None:  # armed (so _timeouts is loaded): it waited once
                     _timeouts.arm_background(self, asyncio.get_running_loop(), self.timers)
             if not self.buffered:
@@ -468,6 +470,13 @@ class HTTPHandler:
         if exchange.spawned and not exchange.expired:
             _load_timeouts()
             await _timeouts.wait_for_spawned(self, exchange.spawned, exchange.request_id)
+        elif (
+            exchange.buffered
+            and exchange.error is None
+            and exchange.state == COMPLETE
+            and exchange.refused is None
+        ):  # result(), inlined for the common case: every buffered request ends here
+            return Response(exchange.status, exchange.headers, exchange.chunks)
         return exchange.result()
 
     async def settle_leftovers(self, request_id: str) -> None:

@@ -394,8 +394,11 @@ def _first_step_here(
         # then the step stays queued, and the loop takes both in order.
         ready = loop._ready  # type: ignore[attr-defined]  # pragma: <3.12 cover
         step = ready.pop()  # pragma: <3.12 cover
-        if getattr(step._callback, "__self__", None) is task:  # pragma: <3.12 cover
-            step._run()
+        callback = step._callback  # pragma: <3.12 cover
+        if getattr(callback, "__self__", None) is task:  # pragma: <3.12 cover
+            # Handle._run without its frame: a task's step takes no arguments and raises
+            # nothing but SystemExit and KeyboardInterrupt, which Handle._run re-raises too.
+            step._context.run(callback)
         else:  # pragma: <3.12 cover
             ready.append(step)
         return task  # pragma: <3.12 cover
