@@ -220,26 +220,56 @@ _described: dict[tuple[bytes | None, ...], tuple[FunctionInfo, FunctionInfo]] = 
 def context_from_headers(headers: Mapping[bytes, bytes], info: FunctionInfo) -> LocalContext:
     """The context of a web function's request, from the ``x-fc-*`` headers FC sends with it
     (FC_FACTS section 5); what a header does not say comes from ``info``."""
-    get = headers.get
-    described = tuple(map(get, FUNCTION_HEADERS))
-    known = _described.get(described)
-    if known is not None and known[0] is info:
-        function = known[1]
-    else:
-        function = _describe(info, described)
-        if len(_described) < 64:  # the same few sets of values, on every request
-            _described[described] = (info, function)
-    key_id, secret, token = map(get, CREDENTIAL_HEADERS)
-    credentials = (
-        Credentials(key_id.decode("latin-1"), secret.decode("latin-1"), _text(token) or "")
-        if key_id and secret
-        else None
-    )
-    context = make_context(
-        function, 2, request_id=_text(get(b"x-fc-request-id")), credentials=credentials
-    )
-    context.retry_count = _number(get(b"x-fc-retry-count"), 0)
-    return context
+    return HeaderContext(_text(headers.get(b"x-fc-request-id")) or str(uuid.uuid4()), headers, info)
+
+
+class HeaderContext(LocalContext):
+    """A web function's context, FC 2.0's shape: its request id at once, the other fields made
+    from FC's headers when the app first reads one (most requests never do)."""
+
+    __slots__ = ("_headers", "_info")
+
+    def __init__(self, request_id: str, headers: Mapping[bytes, bytes], info: FunctionInfo) -> None:
+        self.request_id = request_id
+        self._headers: Mapping[bytes, bytes] | None = headers
+        self._info = info
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for an attribute not found: every field is made on the first such read.
+        if name in HeaderContext.__slots__ or not self._fill():
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        self._fill()
+        return super().__repr__()
+
+    def _fill(self) -> bool:
+        """Make the fields from the headers; False if they were made already."""
+        headers = self._headers
+        if headers is None:
+            return False
+        self._headers = None
+        get = headers.get
+        described = tuple(map(get, FUNCTION_HEADERS))
+        info = self._info
+        known = _described.get(described)
+        if known is not None and known[0] is info:
+            function = known[1]
+        else:
+            function = _describe(info, described)
+            if len(_described) < 64:  # the same few sets of values, on every request
+                _described[described] = (info, function)
+        key_id, secret, token = map(get, CREDENTIAL_HEADERS)
+        credentials = (
+            Credentials(key_id.decode("latin-1"), secret.decode("latin-1"), _text(token) or "")
+            if key_id and secret
+            else None
+        )
+        made = make_context(function, 2, request_id=self.request_id, credentials=credentials)
+        made.retry_count = _number(get(b"x-fc-retry-count"), 0)
+        self.__dict__.update(made.__dict__)
+        return True
 
 
 def _describe(info: FunctionInfo, values: tuple[bytes | None, ...]) -> FunctionInfo:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from fc_bridge._function import (
@@ -12,6 +14,7 @@ from fc_bridge._function import (
 )
 
 SECRET = "local-secret-canary"
+SECRET_HEADERS = {b"x-fc-access-key-id": b"id", b"x-fc-access-key-secret": SECRET.encode()}
 
 
 def test_function_info_from_options_then_environment() -> None:
@@ -112,6 +115,26 @@ def test_context_from_a_web_functions_headers() -> None:
     assert context.credentials.access_key_secret == SECRET
     assert context.credentials.security_token == ""
     assert SECRET not in repr(context)
+
+
+def test_a_web_context_is_made_from_the_headers_when_first_read() -> None:
+    # Most requests read nothing but the request id: the rest waits for the first read.
+    headers = {b"x-fc-request-id": b"rid", b"x-fc-region": b"cn-beijing", b"x-fc-retry-count": b"1"}
+    context = context_from_headers(headers, FunctionInfo(name="fn"))
+    assert vars(context) == {"request_id": "rid"}
+    assert getattr(context, "log_project", None) is None  # FC 3.0's field: not on this shape
+    assert (context.region, context.retry_count, context.function.name) == ("cn-beijing", 1, "fn")
+    assert vars(context)["region"] == "cn-beijing"
+    with pytest.raises(AttributeError, match="'HeaderContext' object has no attribute 'log_store'"):
+        context.log_store  # noqa: B018
+    unread = context_from_headers({b"x-fc-request-id": b"r2", **SECRET_HEADERS}, FunctionInfo())
+    shown = repr(unread)  # a repr shows the fields, made for it, and never the secrets
+    assert shown.startswith("LocalContext(request_id='r2', function=Function(name=")
+    assert SECRET not in shown
+    assert unread.credentials is not None
+    assert unread.credentials.access_key_secret == SECRET
+    copied = copy.copy(context_from_headers({b"x-fc-request-id": b"r3"}, FunctionInfo()))
+    assert (copied.request_id, copied.region) == ("r3", "cn-hangzhou")
 
 
 def test_context_from_headers_without_fc_headers_is_local() -> None:
