@@ -43,10 +43,13 @@ class Served:
     def __init__(self, url: str) -> None:
         self.url = url
         self.output = ""
+        self.returncode: int | None = None
 
 
 @contextmanager
-def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serving(
+    *args: str, env: dict[str, str] | None = None, stop: signal.Signals = signal.SIGTERM
+) -> Iterator[Served]:
     port = free_port()
     process = subprocess.Popen(
         [COMMAND, "serve", *args, "--port", str(port)],
@@ -62,8 +65,21 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
         yield served
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # what FC sends an instance on shutdown
+            process.send_signal(stop)  # SIGTERM: what FC sends an instance on shutdown
         served.output, _ = process.communicate(timeout=20)
+        served.returncode = process.returncode
+
+
+@pytest.mark.parametrize(
+    "mode", [["--mode", "fc2"], ["--mode", "web"], ["--mode", "web", "--behind-fc"]]
+)
+def test_ctrl_c_stops_the_server_quietly(mode: list[str]) -> None:
+    # uvicorn raises the KeyboardInterrupt again once it has stopped; uvicorn.run swallows it.
+    with serving("tests.apps:handler", *mode, stop=signal.SIGINT) as served:
+        pass
+    assert "Traceback" not in served.output
+    assert "Finished server process" in served.output.splitlines()[-1]
+    assert served.returncode == 0
 
 
 def test_serve_prints_its_address_mode_and_limits_and_runs_the_hooks(tmp_path: Path) -> None:

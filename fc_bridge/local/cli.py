@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import errno
 import inspect
 import json
@@ -285,7 +286,8 @@ def serve(args: argparse.Namespace) -> int:
         # and its shutdown runs when the server stops.
         config = uvicorn.Config(app, **{**options, "lifespan": "off", **fresh_contexts()})
         stop = app.shutdown if isinstance(app, WebFunction) else app.stop
-        web_server(config, stop).run()
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once stopped
+            web_server(config, stop).run()
     else:
         uvicorn.run(app, **options)
     return 0
