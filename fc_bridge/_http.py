@@ -104,6 +104,7 @@ class Exchange(Call):
     _gone = False
     _gone_event: asyncio.Event | None = None
     timers: list[asyncio.TimerHandle] | None = None  # set once the request waits: armed
+    deadlines: _timeouts.Deadlines | None = None  # where its timeout is, once armed
 
     def __init__(
         self,
@@ -405,11 +406,11 @@ class HTTPHandler:
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
             _load_timeouts()
-            timers = _timeouts.bound(exchange, loop, task)  # the server's task outlives it
+            _timeouts.bound(exchange, loop, task)  # the server's task outlives it
             try:
                 await self._cycle(exchange)
             finally:
-                _timeouts.disarm(timers)
+                _timeouts.disarm(exchange)
             await exchange.finish_streamed()
             return
         # A task of its own with a fresh context: the server's task may carry an earlier

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from functools import partial
@@ -30,7 +31,7 @@ def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[
     """Bound ``exchange``, whose ``task`` did not finish in one step, until the task is done.
     On the loop."""
     timers = bound(exchange, loop, task)
-    task.add_done_callback(partial(disarm, timers))
+    task.add_done_callback(partial(disarm, exchange))
     if exchange.complete():
         arm_background(exchange, loop, timers)
 
@@ -38,16 +39,63 @@ def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[
 def bound(
     exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
 ) -> list[asyncio.TimerHandle]:
-    """Arm ``exchange``'s timeout, which cancels ``task``; its timers, which the caller ends
-    (:func:`disarm`) when the request is over: ``task`` may outlive it (a server's task)."""
+    """Arm ``exchange``'s timeout, which cancels ``task``, until the caller ends it
+    (:func:`disarm`) when the request is over: ``task`` may outlive it (a server's task).
+    The request's other timers, which disarm cancels too."""
     exchange.task = task
     timers: list[asyncio.TimerHandle] = []
     exchange.timers = timers
     timeout = exchange.timeout  # worked out on each read: read once
     if timeout is not None:
-        deadline = exchange.started + timeout
-        timers.append(loop.call_at(deadline, _expire, exchange, timers))
+        global _deadlines
+        deadlines = _deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = _deadlines = Deadlines(loop)
+        deadlines.add(exchange, exchange.started + timeout)
     return timers
+
+
+class Deadlines:
+    """The timeouts of a loop's requests on one timer, armed for the earliest: a request costs
+    an entry in a dict, not a timer of its own to make and cancel (most end long before their
+    timeout). The timer stays armed when its request ends early; it then finds the next."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: dict[Exchange, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.at = math.inf  # when the timer fires
+
+    def add(self, exchange: Exchange, deadline: float) -> None:
+        self.due[exchange] = deadline
+        exchange.deadlines = self
+        if deadline < self.at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self._arm(deadline)
+
+    def _arm(self, at: float) -> None:
+        self.at = at
+        self.timer = self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.at = math.inf
+        # A timer may fire a clock tick early; a request it ends a millisecond early is no
+        # matter, a timer armed again and again for the same instant would be.
+        now = self.loop.time() + EARLY
+        due = self.due
+        expired = [exchange for exchange, deadline in due.items() if deadline <= now]
+        for exchange in expired:
+            del due[exchange]
+        if due:
+            self._arm(min(due.values()))
+        for exchange in expired:
+            _expire(exchange, exchange.timers or [])
+
+
+_deadlines: Deadlines | None = None  # the last loop's (nearly always the only loop)
+EARLY = 0.001
 
 
 def arm_background(
@@ -58,9 +106,12 @@ def arm_background(
         timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
 
 
-def disarm(timers: list[asyncio.TimerHandle], task: object = None) -> None:
+def disarm(exchange: Exchange, task: object = None) -> None:
     """End a request's time bounds (also a task's done callback: ``task`` is that task)."""
-    for timer in timers:
+    deadlines = exchange.deadlines
+    if deadlines is not None:
+        deadlines.due.pop(exchange, None)
+    for timer in exchange.timers or ():
         timer.cancel()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import json
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -693,7 +695,7 @@ def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
             cancelled.append(scope["path"])
             raise
 
-    web = WebFunction(Bridge(app, lifespan="off"))
+    web = WebFunction(Bridge(app, lifespan="off", timeout=0.2))
     sent, receive, send = _one_request()
 
     async def main() -> bool:
@@ -706,15 +708,78 @@ def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0)  # done callbacks run
-        # The request's time bound went with it: no timer left to fire at its deadline.
-        timers = loop._scheduled  # type: ignore[attr-defined]
-        assert [timer for timer in timers if not timer.cancelled()] == []
+        # The request's time bound went with it: its timeout passes and nothing happens.
+        await asyncio.sleep(0.4)
         return task.cancelled()
 
     assert asyncio.run(main()) is True
     assert (cancelled, sent) == (["/slow"], [])
     assert "Exception in ASGI application" not in caplog.text
+    assert "Answering 504" not in caplog.text
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_web_request_that_waited_leaves_nothing_behind_once_answered(fresh: bool) -> None:
+    # Its timeout is in the loop's one timer (_timeouts.Deadlines) while it runs, and taken
+    # out when it ends: nothing the request made stays alive until its deadline.
+    made: list[weakref.ref[Any]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        made.append(weakref.ref(scope["fc.context"]))
+        await asyncio.sleep(0)  # waits once: armed
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    web = WebFunction(Bridge(app, lifespan="off", timeout=60))
+    sent, receive, send = _one_request()
+
+    async def main() -> list[object]:
+        context = contextvars.Context()
+        if not fresh:
+            context.run(leftover.set, "from an earlier request")
+        loop = asyncio.get_running_loop()
+        await context.run(loop.create_task, web(http_scope("/"), receive, send))
+        gc.collect()
+        return [ref() for ref in made]
+
+    assert asyncio.run(main()) == [None]
+    assert [m.get("status") for m in sent] == [200, None]
+
+
+def test_requests_on_one_loop_each_time_out_at_their_own_timeout() -> None:
+    # Every timeout on a loop shares one timer (_timeouts.Deadlines), armed for the earliest:
+    # a request with a shorter timeout than one already running moves it earlier; one that
+    # ends before its timeout leaves it to find the next.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0 if scope["path"] == "/done" else 3600)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    timeouts = {"/slow": 30.0, "/done": 0.1, "/fast": 0.2, "/later": 0.5}
+    webs = {
+        path: WebFunction(Bridge(app, lifespan="off", timeout=t)) for path, t in timeouts.items()
+    }
+    sent: dict[str, list[Message]] = {}
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks = {}
+        for path, web in webs.items():  # in this order: /slow's timeout is armed first
+            sent[path], receive, send = _one_request()
+            request = web(http_scope(path), receive, send)
+            tasks[path] = contextvars.Context().run(loop.create_task, request)
+            await asyncio.sleep(0)
+        await asyncio.gather(tasks["/done"], tasks["/fast"], tasks["/later"])
+        elapsed = loop.time() - start
+        tasks["/slow"].cancel()
+        return elapsed
+
+    assert asyncio.run(main()) < 10  # not /slow's 30 s
+    assert [m.get("status") for m in sent["/done"]] == [200, None]
+    assert [m.get("status") for m in sent["/fast"]] == [504, None]
+    assert [m.get("status") for m in sent["/later"]] == [504, None]
+    assert sent["/slow"] == []
 
 
 def test_a_web_request_timing_out_in_the_servers_task_leaves_that_task_serving() -> None:
