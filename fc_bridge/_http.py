@@ -181,7 +181,7 @@ class Exchange(Call):
                 self._gone = True  # hang_up(), inlined: every request passes here
                 if self._gone_event is not None:
                     self._gone_event.set()
-                if self.timers is not None:  # armed (so _timeouts is loaded): it waited once
+                if self.timers is not None and self.buffered:  # armed: it waited once
                     _timeouts.arm_background(self, asyncio.get_running_loop(), self.timers)
             if not self.buffered:
                 await self._forward(message)
@@ -327,6 +327,8 @@ class Exchange(Call):
 
     async def finish_streamed(self) -> None:
         """End a streamed response: the bridge's answer if the app's cannot be sent."""
+        if self.state == COMPLETE and self.error is None and self.refused is None:
+            return  # the common case: sent
         send = self._server_send
         assert send is not None
         if self.refused is not None:

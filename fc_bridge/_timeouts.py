@@ -32,7 +32,7 @@ def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[
     On the loop."""
     timers = bound(exchange, loop, task)
     task.add_done_callback(partial(disarm, exchange))
-    if exchange.complete():
+    if exchange.complete() and exchange.buffered:
         arm_background(exchange, loop, timers)
 
 
@@ -101,8 +101,9 @@ EARLY = 0.001
 def arm_background(
     exchange: Exchange, loop: asyncio.AbstractEventLoop, timers: list[asyncio.TimerHandle]
 ) -> None:
-    """The response is complete: return it after ``task_timeout`` if the app goes on."""
-    if exchange.buffered and exchange.owner is not None:
+    """The buffered response is complete: return it after ``task_timeout`` if the app goes
+    on (a streamed one has been sent already)."""
+    if exchange.owner is not None:
         timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
 
 

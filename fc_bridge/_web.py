@@ -142,10 +142,12 @@ class WebFunction:
             body.log(rid)
             await send_rejection(send, body, [OWN_ERROR])
             return
-        base = raw.get(b"x-fc-base-path", b"").decode("latin-1").rstrip("/") or None
-        root, path, raw_path = resolve(
-            scope.get("raw_path") or scope["path"].encode(), self.options.root_path or base
-        )
+        root_path = self.options.root_path or None  # "" too: none given
+        if root_path is None:
+            base = raw.get(b"x-fc-base-path")
+            if base:
+                root_path = base.decode("latin-1").rstrip("/") or None
+        root, path, raw_path = resolve(scope.get("raw_path") or scope["path"].encode(), root_path)
         forwarded = self.options.forwarded
         app_scope: HTTPScope = {
             **scope,  # type: ignore[typeddict-item]

@@ -326,6 +326,34 @@ def web_scope(path: str = "/", method: str = "GET", **extra: Any) -> dict[str, A
 REQUEST: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
 
 
+@pytest.mark.parametrize(
+    ("option", "header", "root_path"),
+    [
+        (None, b"/base/", "/base"),
+        ("/", b"/base/", "/base"),  # "/" names no root path
+        ("/app", b"/base", "/app"),  # the option first
+        (None, b"/", ""),
+        (None, None, ""),
+    ],
+)
+def test_web_root_path_is_the_option_else_fcs_base_path_header(
+    loop: SharedLoop, option: str | None, header: bytes | None, root_path: str
+) -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", root_path=option, loop=loop))
+    scope = web_scope(root_path + "/x")
+    if header is not None:
+        scope["headers"] = [*scope["headers"], (b"x-fc-base-path", header)]
+    assert talk(web, scope, list(REQUEST))[0]["status"] == 204
+    assert (seen[0]["root_path"], seen[0]["path"]) == (root_path, root_path + "/x")
+
+
 @pytest.mark.parametrize(("limit", "status"), [(None, 200), (1000, 502)])
 def test_web_pathsend_goes_to_a_server_that_offers_it(
     loop: SharedLoop, tmp_path: Path, limit: int | None, status: int
