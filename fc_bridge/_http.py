@@ -114,9 +114,9 @@ class Exchange(Call):
         request_id: str,
         context: object,
         policy: Policy,
-        *,
         server_receive: Receive | None = None,
         server_send: Send | None = None,
+        /,
     ) -> None:
         self.handler = handler
         self.policy = policy
@@ -184,7 +184,10 @@ class Exchange(Call):
                 if self.timers is not None and self.buffered:  # armed: it waited once
                     _timeouts.arm_background(self, asyncio.get_running_loop(), self.timers)
             if not self.buffered:
-                await self._forward(message)
+                if self._held is None:  # _forward(), inlined: nothing held back
+                    await self._server_send(message)  # type: ignore[misc]
+                else:
+                    await self._forward(message)
         elif kind == "http.response.start" and state == NEW:
             status = message.get("status")
             if type(status) is not int or status not in STATUSES:
@@ -196,7 +199,11 @@ class Exchange(Call):
             self.status = status
             self.state = STARTED
             if not self.buffered:
-                await self._forward({"type": kind, "status": status, "headers": headers})
+                start = {"type": kind, "status": status, "headers": headers}
+                if self._held is None:  # _forward(), inlined: nothing held back
+                    await self._server_send(start)  # type: ignore[misc]
+                else:
+                    await self._forward(start)
         elif kind == "http.response.pathsend" and state == STARTED:
             await self._send_file(message)
         elif state == NEW:
@@ -395,8 +402,8 @@ class HTTPHandler:
             request_id,
             context,
             WEB_FUNCTION,
-            server_receive=receive,
-            server_send=send,
+            receive,  # the server's: the request streams through the exchange
+            send,
         )
         loop = asyncio.get_running_loop()
         if loop.get_task_factory() is None:  # the server's loop: see the tasks requests start
