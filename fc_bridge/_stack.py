@@ -13,18 +13,22 @@ def await_stack(task: asyncio.Task[Any]) -> str:
     lines = []
     awaited: Any = task.get_coro()
     while awaited is not None:
-        frame = (
-            getattr(awaited, "cr_frame", None)
-            or getattr(awaited, "gi_frame", None)
-            or getattr(awaited, "ag_frame", None)
-        )
-        if frame is not None:
-            lines.append(_frame_line(frame))
-        awaited = (
-            getattr(awaited, "cr_await", None)
-            or getattr(awaited, "gi_yieldfrom", None)
-            or getattr(awaited, "ag_await", None)
-        )
+        try:
+            frame = (
+                getattr(awaited, "cr_frame", None)
+                or getattr(awaited, "gi_frame", None)
+                or getattr(awaited, "ag_frame", None)
+            )
+            if frame is not None:
+                lines.append(_frame_line(frame))
+            awaited = (
+                getattr(awaited, "cr_await", None)
+                or getattr(awaited, "gi_yieldfrom", None)
+                or getattr(awaited, "ag_await", None)
+            )
+        except Exception:  # the app's own awaitable, whose attributes raise: the stack ends
+            lines.append(f"  (in a {type(awaited).__name__} that cannot be looked into)")
+            break
     return "\n".join(lines) or "  (no frame)"
 
 

@@ -90,8 +90,8 @@ class Deadlines:
             del due[exchange]
         if due:
             self._arm(min(due.values()))
-        for exchange in expired:
-            _expire(exchange, exchange.timers or [])
+        for exchange in expired:  # each in a callback of its own, as with a timer each
+            self.loop.call_soon(_expire, exchange, exchange.timers or [])  # (set by bound)
 
 
 _deadlines: Deadlines | None = None  # the last loop's (nearly always the only loop)

@@ -67,6 +67,51 @@ def test_a_hung_request_is_answered_504_with_where_it_was_stuck(
     assert fc_call(handler, "GET", "/ok").status == 200
 
 
+class Unlookable:
+    """An awaitable's iterator (the app's own) whose every missing attribute raises."""
+
+    def __init__(self) -> None:
+        self.inner = asyncio.sleep(3600).__await__()
+
+    def __iter__(self) -> Unlookable:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.inner)
+
+    def send(self, value: Any) -> Any:
+        return self.inner.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self.inner.throw(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} here")
+
+
+class WaitsOddly:
+    def __await__(self) -> Any:
+        return Unlookable()
+
+
+async def waits_oddly(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "http":
+        await WaitsOddly()
+
+
+def test_a_request_waiting_on_an_awaitable_that_cannot_be_looked_into_still_times_out(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The 504's log record shows where the request waits; an awaitable whose attributes raise
+    # ends that stack, and the request is answered all the same.
+    with caplog.at_level(logging.ERROR):
+        response = fc_call(Bridge(waits_oddly, timeout=0.2, loop=loop))
+    assert response.status == 504
+    message = caplog.records[0].getMessage()
+    assert "in waits_oddly" in message
+    assert message.endswith("(in a Unlookable that cannot be looked into)")
+
+
 def test_the_auto_timeout_comes_from_the_context_less_a_margin(
     loop: SharedLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
