@@ -18,6 +18,7 @@ import pytest
 
 import fc_bridge._headers
 import fc_bridge._timeouts
+import fc_bridge._web
 from fc_bridge import Bridge, Limits, WebFunction
 from fc_bridge._http import Exchange
 from fc_bridge._limits import Rejection
@@ -324,6 +325,27 @@ def web_scope(path: str = "/", method: str = "GET", **extra: Any) -> dict[str, A
 
 
 REQUEST: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
+
+
+def test_web_headers_beyond_the_plan_cache_are_read_the_same(
+    loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    full = {(b"n%d" % n,): (None, (), 0) for n in range(fc_bridge._web.MAX_HEADER_PLANS)}
+    monkeypatch.setattr(fc_bridge._web, "_header_plans", full)
+    web = WebFunction(Bridge(app, lifespan="off", limits=Limits(request_headers=20), loop=loop))
+    sent = [(b"x-fc-security-token", b"t"), (b"accept", b"*/*"), (b"x-fc-region", b"r" * 30)]
+    assert talk(web, web_scope(headers=sent), list(REQUEST))[0]["status"] == 204
+    assert seen[0]["headers"] == sent[1:]  # 9 bytes counted: FC's own headers do not count
+    assert len(full) == fc_bridge._web.MAX_HEADER_PLANS  # decided, not remembered
+    sent.append((b"x-pad", b"p" * 7))  # 21 bytes now
+    assert talk(web, web_scope(headers=sent), list(REQUEST))[0]["status"] == 400
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fc_bridge import Bridge, Limits
+from fc_bridge import Bridge, Limits, WebFunction
 from fc_bridge._loop import SharedLoop
 from fc_bridge._types import Receive, Scope, Send
 from fc_bridge.local.emulator import Invocation, call_event, call_wsgi, http_event, wsgi_environ
 
 from .conftest import PREFIX, FCContext, read_all
+from .test_frontends_asgi import http_scope, talk
 
 LOOP = SharedLoop()
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -216,3 +217,51 @@ def test_content_lengths_and_body_limits_always_get_an_answer(
     else:
         assert response.status == 200
         assert base64.b64decode(reply_of(response.body)["body"]) == actual[:declared]
+
+
+# A web function's request headers: FC's own (credentials among them), the client's, some
+# names more than once, in any order.
+web_names = st.sampled_from(
+    [
+        b"host",
+        b"accept",
+        b"x-custom",
+        b"x-fc-request-id",
+        b"x-fc-function-name",
+        b"x-fc-access-key-id",
+        b"x-fc-access-key-secret",
+        b"x-fc-security-token",
+    ]
+)
+web_headers = st.lists(st.tuples(web_names, st.binary(max_size=12)), max_size=10)
+CREDENTIALS = {b"x-fc-access-key-id", b"x-fc-access-key-secret", b"x-fc-security-token"}
+WEB_LIMIT = 40
+
+
+async def headers_app(scope: Scope, receive: Receive, send: Send) -> None:
+    body = json.dumps([[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+WEB = WebFunction(Bridge(headers_app, lifespan="off", limits=Limits(request_headers=WEB_LIMIT)))
+
+
+@SETTINGS
+@given(sent=web_headers)
+def test_web_functions_show_the_app_every_header_but_the_credentials_and_count_fcs_limit(
+    sent: list[tuple[bytes, bytes]],
+) -> None:
+    # What the app sees and FC's 400 as a plain reading of the rules gives them, whatever
+    # the names, their order and repeats (app_headers plans by the names it has seen).
+    scope = {**http_scope("/"), "headers": sent}
+    reply = talk(WEB, scope, [{"type": "http.request", "body": b"", "more_body": False}])
+    size = sum(len(n) + len(v) for n, v in sent if not n.startswith(b"x-fc-"))
+    if size > WEB_LIMIT:
+        assert reply[0]["status"] == 400
+        message = json.loads(reply[1]["body"])["ErrorMessage"]
+        assert message.startswith(f"The size of the request headers is {size} bytes")
+        return
+    assert reply[0]["status"] == 200
+    shown = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in json.loads(reply[1]["body"])]
+    assert shown == [(n, v) for n, v in sent if n not in CREDENTIALS]
