@@ -480,11 +480,10 @@ class HTTPHandler:
         if exchange.spawned and not exchange.expired:
             _load_timeouts()
             await _timeouts.wait_for_spawned(self, exchange.spawned, exchange.request_id)
+        elif not exchange.buffered:
+            return None  # streamed: finish_streamed() tells what went wrong, if anything
         elif (
-            exchange.buffered
-            and exchange.error is None
-            and exchange.state == COMPLETE
-            and exchange.refused is None
+            exchange.error is None and exchange.state == COMPLETE and exchange.refused is None
         ):  # result(), inlined for the common case: every buffered request ends here
             return Response(exchange.status, exchange.headers, exchange.chunks)
         return exchange.result()

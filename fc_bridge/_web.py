@@ -151,17 +151,21 @@ class WebFunction:
             if base:
                 root_path = base.decode("latin-1").rstrip("/") or None
         root, path, raw_path = resolve(scope.get("raw_path") or scope["path"].encode(), root_path)
-        forwarded = self.options.forwarded
+        options = self.options
+        forwarded = options.forwarded
+        scheme = scope.get("scheme", "http")
+        client = scope.get("client")
+        if forwarded or options.scheme != "auto":
+            scheme = choose_scheme(headers, options.scheme, scheme, forwarded)
+            client = choose_client(headers, client, forwarded)
         app_scope: HTTPScope = {
             **scope,  # type: ignore[typeddict-item]
             "root_path": root,
             "path": path,
             "raw_path": raw_path,
             "headers": headers,
-            "scheme": choose_scheme(
-                headers, self.options.scheme, scope.get("scheme", "http"), forwarded
-            ),
-            "client": choose_client(headers, scope.get("client"), forwarded),
+            "scheme": scheme,
+            "client": client,
             "state": NO_STATE,
             "extensions": dict(scope.get("extensions") or {}),
             "fc.context": context,

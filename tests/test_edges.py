@@ -327,6 +327,30 @@ def web_scope(path: str = "/", method: str = "GET", **extra: Any) -> dict[str, A
 REQUEST: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
 
 
+@pytest.mark.parametrize(
+    ("options", "scheme", "client"),
+    [
+        ({}, "http", ("127.0.0.1", 1)),  # what the server reports
+        ({"scheme": "https"}, "https", ("127.0.0.1", 1)),
+        ({"forwarded": 1}, "https", ("203.0.113.9", 0)),  # the proxy's headers, trusted
+    ],
+)
+def test_web_scheme_and_client_follow_the_options(
+    loop: SharedLoop, options: dict[str, Any], scheme: str, client: tuple[str, int]
+) -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", loop=loop, **options))
+    proxied = [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https")]
+    assert talk(web, web_scope(headers=proxied), list(REQUEST))[0]["status"] == 204
+    assert (seen[0]["scheme"], seen[0]["client"]) == (scheme, client)
+
+
 def test_web_headers_beyond_the_plan_cache_are_read_the_same(
     loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
