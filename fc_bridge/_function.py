@@ -220,7 +220,8 @@ _described: dict[tuple[bytes | None, ...], tuple[FunctionInfo, FunctionInfo]] = 
 def context_from_headers(headers: Mapping[bytes, bytes], info: FunctionInfo) -> LocalContext:
     """The context of a web function's request, from the ``x-fc-*`` headers FC sends with it
     (FC_FACTS section 5); what a header does not say comes from ``info``."""
-    return HeaderContext(_text(headers.get(b"x-fc-request-id")) or str(uuid.uuid4()), headers, info)
+    rid = headers.get(b"x-fc-request-id")
+    return HeaderContext(rid.decode("latin-1") if rid else str(uuid.uuid4()), headers, info)
 
 
 class HeaderContext(LocalContext):

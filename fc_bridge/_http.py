@@ -414,7 +414,8 @@ class HTTPHandler:
             # The server gave the request a task of its own with a fresh context (uvicorn's
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
-            _load_timeouts()
+            if _timeouts is None:  # _load_timeouts(), without a call on every request
+                _load_timeouts()
             _timeouts.bound(exchange, loop, task)  # the server's task outlives it
             try:
                 await self._cycle(exchange)

@@ -136,9 +136,8 @@ class WebFunction:
         rid = context.request_id
         target = target_of(scope)
         headers, size = app_headers(scope["headers"], raw)
-        body = await read_body(
-            receive, self.limits, len(target.encode()), size, is_async_invocation(raw)
-        )
+        # target is latin-1: as many characters as bytes
+        body = await read_body(receive, self.limits, len(target), size, is_async_invocation(raw))
         if body is None:
             return
         if isinstance(body, Rejection):
@@ -246,11 +245,14 @@ async def read_body(
     in memory.
     """
     limit = limits.async_request_body if is_async else limits.request_body
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")  # the whole body at once: the common case
+        rejection = limits.check_request(target, headers, len(body), is_async=is_async)
+        return rejection if rejection is not None else body
     chunks: list[bytes] = []
     size = 0
-    more = True
-    while more:
-        message = await receive()
+    while True:
         if message["type"] != "http.request":  # http.disconnect
             return None
         chunk = message.get("body", b"")
@@ -258,7 +260,9 @@ async def read_body(
         if limit is not None and size > limit:
             break
         chunks.append(chunk)
-        more = message.get("more_body", False)
+        if not message.get("more_body", False):
+            break
+        message = await receive()
     rejection = limits.check_request(target, headers, size, is_async=is_async)
     return rejection if rejection is not None else b"".join(chunks)
 

@@ -351,6 +351,56 @@ def test_web_scheme_and_client_follow_the_options(
     assert (seen[0]["scheme"], seen[0]["client"]) == (scheme, client)
 
 
+def _part(body: bytes, more: bool = False) -> Message:
+    return {"type": "http.request", "body": body, "more_body": more}
+
+
+GONE: Message = {"type": "http.disconnect"}
+
+
+@pytest.mark.parametrize(
+    ("incoming", "status", "body", "left"),
+    [
+        ([_part(b"whole")], 200, b"whole", 0),
+        ([_part(b"ab", True), _part(b"c", True), _part(b"")], 200, b"abc", 0),
+        ([_part(b"ab", True), _part(b""), _part(b"late")], 200, b"ab", 1),  # read to its end
+        ([_part(b"x" * 11)], 400, None, 0),
+        ([_part(b"x" * 6, True), _part(b"x" * 6, True), _part(b"never read")], 400, None, 1),
+        ([GONE], None, None, 0),
+        ([_part(b"ab", True), GONE], None, None, 0),
+    ],
+    ids=[
+        "one message",
+        "in parts",
+        "to its end",
+        "over at once",
+        "over in parts",
+        "gone",
+        "gone mid-way",
+    ],
+)
+def test_web_request_bodies_are_read_to_their_end_or_fcs_limit(
+    loop: SharedLoop,
+    incoming: list[Message],
+    status: int | None,
+    body: bytes | None,
+    left: int,
+) -> None:
+    bodies: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        bodies.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", limits=Limits(request_body=10), loop=loop))
+    queue = list(incoming)
+    sent = talk(web, web_scope("/", "POST"), queue)
+    assert [m.get("status") for m in sent[:1]] == ([] if status is None else [status])
+    assert bodies == ([] if body is None else [body])
+    assert len(queue) == left
+
+
 def test_web_headers_beyond_the_plan_cache_are_read_the_same(
     loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
