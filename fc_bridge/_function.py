@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -230,9 +230,14 @@ class HeaderContext(LocalContext):
 
     __slots__ = ("_headers", "_info")
 
-    def __init__(self, request_id: str, headers: Mapping[bytes, bytes], info: FunctionInfo) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        headers: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]],
+        info: FunctionInfo,
+    ) -> None:
         self.request_id = request_id
-        self._headers: Mapping[bytes, bytes] | None = headers
+        self._headers: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]] | None = headers
         self._info = info
 
     def __getattr__(self, name: str) -> Any:
@@ -251,7 +256,7 @@ class HeaderContext(LocalContext):
         if headers is None:
             return False
         self._headers = None
-        get = headers.get
+        get = (headers if isinstance(headers, Mapping) else dict(headers)).get
         described = tuple(map(get, FUNCTION_HEADERS))
         info = self._info
         known = _described.get(described)

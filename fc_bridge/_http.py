@@ -321,7 +321,7 @@ class Exchange(Call):
                 "ASGI callable returned without starting response [request_id=%s].",
                 self.request_id,
             )
-        elif self.state == STARTED:
+        else:  # started (a complete response without an error never comes here)
             logger.error(
                 "ASGI callable returned without completing response [request_id=%s].",
                 self.request_id,

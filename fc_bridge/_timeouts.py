@@ -103,8 +103,7 @@ def arm_background(
 ) -> None:
     """The buffered response is complete: return it after ``task_timeout`` if the app goes
     on (a streamed one has been sent already)."""
-    if exchange.owner is not None:
-        timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
+    timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
 
 
 def disarm(exchange: Exchange, task: object = None) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ._function import FunctionInfo, context_from_headers
+from ._function import FunctionInfo, HeaderContext, context_from_headers
 from ._limits import (
     FC_HEADER_PREFIX,
     Limits,
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from ._bridge import Bridge
     from ._types import Headers, HTTPScope, Receive, Scope, Send
 
-    HeaderPlan = tuple[Callable[[Headers], Any] | None, tuple[bytes, ...], int]
+    Getter = Callable[[Headers], Sequence[tuple[bytes, bytes]]]
+    HeaderPlan = tuple[Getter | None, Getter | None, int, int, int, int]
 
 logger = logging.getLogger("fc_bridge.web")
 
@@ -131,13 +133,18 @@ class WebFunction:
         await send({"type": "http.response.body", "body": payload})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = dict(scope["headers"])
-        context = context_from_headers(raw, self.function)
-        rid = context.request_id
+        sent: Headers = scope["headers"]
+        plan = header_plan(sent)
+        keep, counted, size, rid_at, async_at, base_at = plan
+        headers = sent if keep is None else list(keep(sent))
+        if counted is not None:
+            size += sum(map(len, map(_value, counted(sent))))
+        rid = (sent[rid_at][1].decode("latin-1") if rid_at >= 0 else "") or str(uuid.uuid4())
+        context = HeaderContext(rid, sent, self.function)
         target = target_of(scope)
-        headers, size = app_headers(scope["headers"], raw)
+        is_async = async_at >= 0 and sent[async_at][1].lower() == b"async"
         # target is latin-1: as many characters as bytes
-        body = await read_body(receive, self.limits, len(target), size, is_async_invocation(raw))
+        body = await read_body(receive, self.limits, len(target), size, is_async)
         if body is None:
             return
         if isinstance(body, Rejection):
@@ -145,10 +152,8 @@ class WebFunction:
             await send_rejection(send, body, [OWN_ERROR])
             return
         root_path = self.options.root_path or None  # "" too: none given
-        if root_path is None:
-            base = raw.get(b"x-fc-base-path")
-            if base:
-                root_path = base.decode("latin-1").rstrip("/") or None
+        if root_path is None and base_at >= 0:
+            root_path = sent[base_at][1].decode("latin-1").rstrip("/") or None
         root, path, raw_path = resolve(scope.get("raw_path") or scope["path"].encode(), root_path)
         options = self.options
         forwarded = options.forwarded
@@ -185,53 +190,53 @@ async def server_lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
-def app_headers(headers: Headers, raw: dict[bytes, bytes]) -> tuple[Headers, int]:
-    """A web function's request headers as the app sees them, and their size as FC's limit
-    counts it (:func:`request_headers_size`); ``raw`` is ``dict(headers)``.
-
-    FC's credentials headers are left out: the secrets live in ``fc.context`` only, so an app
-    that logs its headers leaks none.
+def header_plan(headers: Headers) -> HeaderPlan:
+    """What a web function does with a request's headers, by their names in order (FC's dozen
+    ``x-fc-*`` headers and the client's: the same few sets every time, so a plan is made once
+    and then applied in C): the getter of the headers the app sees (None: all of them; FC's
+    credentials headers are left out, so an app that logs its headers leaks no secret), the
+    getter of the headers FC's limit counts (:func:`request_headers_size`) and their names'
+    length, and where the request id, the invocation type and the base path are (-1: absent;
+    the last one when a name comes twice, as in a dict of the headers).
     """
-    if len(raw) == len(headers):  # no name twice: the names in order are raw's keys
-        names = tuple(raw)
-        plan = _header_plans.get(names)
-        if plan is None and len(_header_plans) < MAX_HEADER_PLANS:
-            plan = _header_plans[names] = _header_plan(names)
-        if plan is not None:
-            keep, counted, size = plan
-            shown = headers if keep is None else list(keep(headers))
-            return shown, size + sum(map(len, map(raw.__getitem__, counted)))
-    kept: Headers = []
-    size = 0
-    for pair in headers:
-        name = pair[0]
-        if name[:5] != FC_HEADER_PREFIX:
-            size += len(name) + len(pair[1])
-        elif name in CREDENTIAL_HEADERS:
-            continue
-        kept.append(pair)
-    return kept, size
+    key = _SEPARATOR.join(map(_name, headers))
+    exact = key.count(_SEPARATOR) == len(headers) - 1  # no name holds the separator
+    plan = _header_plans.get(key) if exact else None
+    if plan is None:
+        plan = _header_plan([name for name, _ in headers])
+        if exact and len(_header_plans) < MAX_HEADER_PLANS:
+            _header_plans[key] = plan
+    return plan
 
 
-# The request header names of a web function's requests (FC's dozen x-fc-* headers and the
-# client's), in order -> what app_headers does with them: which headers the app gets (None:
-# all), the names whose values FC's limit counts, and those names' length. The same few sets
-# of names come every time, and a plan's work per request is in C.
-_header_plans: dict[tuple[bytes, ...], HeaderPlan] = {}
+# The names of a request's headers, joined by a byte no HTTP field name holds -> their plan.
+_header_plans: dict[bytes, HeaderPlan] = {}
 MAX_HEADER_PLANS = 64
+_SEPARATOR = b"\n"
+_name = itemgetter(0)
+_value = itemgetter(1)
 
 
-def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
+def _header_plan(names: list[bytes]) -> HeaderPlan:
     keep = [i for i, name in enumerate(names) if name not in CREDENTIAL_HEADERS]
-    counted = tuple(name for name in names if name[:5] != FC_HEADER_PREFIX)
-    getter: Callable[[Headers], Any] | None
-    if len(keep) == len(names):
-        getter = None
-    elif len(keep) > 1:
-        getter = itemgetter(*keep)
-    else:  # itemgetter of one index gives the item, not a tuple; of none, it refuses
-        getter = itemgetter(slice(keep[0], keep[0] + 1) if keep else slice(0, 0))
-    return getter, counted, sum(map(len, counted))
+    counted = [i for i, name in enumerate(names) if name[:5] != FC_HEADER_PREFIX]
+    where = {name: i for i, name in enumerate(names)}  # the last of a repeated name
+    return (
+        None if len(keep) == len(names) else _getter(keep),
+        _getter(counted) if counted else None,
+        sum(len(names[i]) for i in counted),
+        where.get(b"x-fc-request-id", -1),
+        where.get(b"x-fc-invocation-type", -1),
+        where.get(b"x-fc-base-path", -1),
+    )
+
+
+def _getter(indices: list[int]) -> Callable[[Headers], Sequence[tuple[bytes, bytes]]]:
+    """The items at ``indices`` of a list, in C."""
+    if len(indices) > 1:
+        return itemgetter(*indices)
+    # itemgetter of one index gives the item, not a tuple of it; of none, it refuses
+    return itemgetter(slice(indices[0], indices[0] + 1) if indices else slice(0, 0))
 
 
 async def read_body(

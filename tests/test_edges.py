@@ -401,6 +401,34 @@ def test_web_request_bodies_are_read_to_their_end_or_fcs_limit(
     assert len(queue) == left
 
 
+def test_web_requests_read_fcs_headers_by_name_whatever_else_they_hold(loop: SharedLoop) -> None:
+    # A plan per set of header names says where FC's headers are; a name holding the byte
+    # the names are joined with cannot pass for two names.
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", limits=Limits(async_request_body=4), loop=loop))
+
+    def status(headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+        scope = web_scope("/", "POST", headers=headers)
+        sent = talk(web, scope, [{"type": "http.request", "body": body, "more_body": False}])
+        return int(sent[0]["status"])
+
+    two, joined = [(b"a", b"1"), (b"b", b"2")], [(b"a\nb", b"3")]
+    assert [status(two), status(joined), status(two), status(joined)] == [204] * 4
+    assert [s["headers"] for s in seen] == [two, joined, two, joined]
+    ids = [(b"x-fc-request-id", b"first"), (b"x-fc-request-id", b"r")]
+    assert status(ids) == 204
+    assert seen[-1]["fc.context"].request_id == "r"  # the last, as in a dict of the headers
+    asynchronous = [(b"x-fc-invocation-type", b"Async")]
+    assert (status(asynchronous, b"1234"), status(asynchronous, b"12345")) == (204, 400)
+
+
 def test_web_headers_beyond_the_plan_cache_are_read_the_same(
     loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,7 +439,8 @@ def test_web_headers_beyond_the_plan_cache_are_read_the_same(
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    full = {(b"n%d" % n,): (None, (), 0) for n in range(fc_bridge._web.MAX_HEADER_PLANS)}
+    plan = (None, None, 0, -1, -1, -1)
+    full = {b"n%d" % n: plan for n in range(fc_bridge._web.MAX_HEADER_PLANS)}
     monkeypatch.setattr(fc_bridge._web, "_header_plans", full)
     web = WebFunction(Bridge(app, lifespan="off", limits=Limits(request_headers=20), loop=loop))
     sent = [(b"x-fc-security-token", b"t"), (b"accept", b"*/*"), (b"x-fc-region", b"r" * 30)]
