@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ._function import FunctionInfo, HeaderContext, context_from_headers
+from ._function import FunctionInfo, context_from_headers, header_context
 from ._limits import (
     FC_HEADER_PREFIX,
     Limits,
@@ -40,10 +40,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fc_bridge.web")
 
+# FC's calls that are not requests, by path: (method, the bridge's hook); POST /invoke carries
+# an event for on_event.
 HOOKS = {
-    ("POST", "/initialize"): "initializer",
-    ("GET", "/pre-stop"): "pre_stop",
-    ("GET", "/pre-freeze"): "pre_freeze",
+    "/initialize": ("POST", "initializer"),
+    "/pre-stop": ("GET", "pre_stop"),
+    "/pre-freeze": ("GET", "pre_freeze"),
+    "/invoke": ("POST", None),
 }
 OWN_ERROR = (b"x-fc-status", b"404")  # FC reads it: the function failed, not the app's answer
 
@@ -61,14 +64,12 @@ class WebFunction:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            hook = HOOKS.get((scope["method"], scope["path"]))
-            if hook is not None:
-                await self._hook(hook, scope, send)
-            elif (
-                scope["method"] == "POST"
-                and scope["path"] == "/invoke"
-                and self.options.on_event is not None
-            ):
+            special = HOOKS.get(scope["path"])
+            if special is None or scope["method"] != special[0]:
+                await self._http(scope, receive, send)
+            elif special[1] is not None:
+                await self._hook(special[1], scope, send)
+            elif self.options.on_event is not None:
                 await self._invoke(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
@@ -140,7 +141,7 @@ class WebFunction:
         if counted is not None:
             size += sum(map(len, map(_value, counted(sent))))
         rid = (sent[rid_at][1].decode("latin-1") if rid_at >= 0 else "") or str(uuid.uuid4())
-        context = HeaderContext(rid, sent, self.function)
+        context = header_context(rid, sent, self.function)
         target = target_of(scope)
         is_async = async_at >= 0 and sent[async_at][1].lower() == b"async"
         # target is latin-1: as many characters as bytes

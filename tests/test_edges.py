@@ -429,6 +429,37 @@ def test_web_requests_read_fcs_headers_by_name_whatever_else_they_hold(loop: Sha
     assert (status(asynchronous, b"1234"), status(asynchronous, b"12345")) == (204, 400)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "with_on_event", "answered_by"),
+    [
+        ("POST", "/initialize", False, "hook"),
+        ("GET", "/initialize", False, "app"),  # not FC's call: the app's route
+        ("GET", "/pre-stop", False, "hook"),
+        ("POST", "/pre-freeze", False, "app"),
+        ("POST", "/invoke", True, "on_event"),
+        ("POST", "/invoke", False, "app"),  # no on_event: the app's route
+        ("GET", "/invoke", True, "app"),
+        ("GET", "/items", True, "app"),
+    ],
+)
+def test_web_function_tells_fcs_calls_from_the_apps_routes(
+    loop: SharedLoop, method: str, path: str, with_on_event: bool, answered_by: str
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"app"})
+
+    on_event = (lambda event, context: "on_event") if with_on_event else None
+    web = WebFunction(Bridge(app, on_event=on_event, loop=loop))
+    sent = talk(web, web_scope(path, method), list(REQUEST))
+    body = b"".join(m.get("body", b"") for m in sent)
+    assert {b"app": "app", b"on_event": "on_event", b"": "hook"}[body] == answered_by
+
+
 def test_web_headers_beyond_the_plan_cache_are_read_the_same(
     loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
