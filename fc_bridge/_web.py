@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ._function import FunctionInfo, context_from_headers, header_context
+from ._function import FunctionInfo, HeaderContext, context_from_headers, header_context
 from ._limits import (
     FC_HEADER_PREFIX,
     Limits,
@@ -134,29 +134,36 @@ class WebFunction:
         await send({"type": "http.response.body", "body": payload})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sent: Headers = scope["headers"]
-        plan = header_plan(sent)
-        keep, counted, size, rid_at, async_at, base_at = plan
-        headers = sent if keep is None else list(keep(sent))
-        if counted is not None:
-            size += sum(map(len, map(_value, counted(sent))))
-        rid = (sent[rid_at][1].decode("latin-1") if rid_at >= 0 else "") or str(uuid.uuid4())
-        context = header_context(rid, sent, self.function)
-        target = target_of(scope)
-        is_async = async_at >= 0 and sent[async_at][1].lower() == b"async"
-        # target is latin-1: as many characters as bytes
-        body = await read_body(receive, self.limits, len(target), size, is_async)
+        # The work that needs no awaiting is in _app_scope: a coroutine's frame is allocated
+        # with it, and one with many variables is over Python's small-object size, a malloc
+        # of its own on every request.
+        app_scope, context, size, is_async = self._app_scope(scope)
+        rid = context.request_id
+        target = len(app_scope["fc.request_uri"])  # latin-1: as many characters as bytes
+        body = await read_body(receive, self.limits, target, size, is_async)
         if body is None:
             return
         if isinstance(body, Rejection):
             body.log(rid)
             await send_rejection(send, body, [OWN_ERROR])
             return
-        root_path = self.options.root_path or None  # "" too: none given
+        await self._http_handler.streamed(app_scope, body, rid, context, receive, send)
+
+    def _app_scope(self, scope: Scope) -> tuple[HTTPScope, HeaderContext, int, bool]:
+        """The app's scope for a request, its context, its headers' size as FC's limit counts
+        it, and whether it is an asynchronous invocation."""
+        sent: Headers = scope["headers"]
+        keep, counted, size, rid_at, async_at, base_at = header_plan(sent)
+        headers = sent if keep is None else list(keep(sent))
+        if counted is not None:
+            size += sum(map(len, map(_value, counted(sent))))
+        rid = (sent[rid_at][1].decode("latin-1") if rid_at >= 0 else "") or str(uuid.uuid4())
+        context = header_context(rid, sent, self.function)
+        options = self.options
+        root_path = options.root_path or None  # "" too: none given
         if root_path is None and base_at >= 0:
             root_path = sent[base_at][1].decode("latin-1").rstrip("/") or None
         root, path, raw_path = resolve(scope.get("raw_path") or scope["path"].encode(), root_path)
-        options = self.options
         forwarded = options.forwarded
         scheme = scope.get("scheme", "http")
         client = scope.get("client")
@@ -172,11 +179,16 @@ class WebFunction:
             "scheme": scheme,
             "client": client,
             "state": NO_STATE,
-            "extensions": dict(scope.get("extensions") or {}),
             "fc.context": context,
-            "fc.request_uri": target,
+            "fc.request_uri": target_of(scope),
         }
-        await self._http_handler.streamed(app_scope, body, rid, context, receive, send)
+        # What the server offers, the app's own copy; none when it offers none (as uvicorn
+        # does), which also keeps the scope small enough for the keys frameworks add.
+        extensions = scope.get("extensions")
+        if extensions is not None:
+            app_scope["extensions"] = dict(extensions)
+        is_async = async_at >= 0 and sent[async_at][1].lower() == b"async"
+        return app_scope, context, size, is_async
 
 
 async def server_lifespan(

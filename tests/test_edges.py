@@ -460,6 +460,23 @@ def test_web_function_tells_fcs_calls_from_the_apps_routes(
     assert {b"app": "app", b"on_event": "on_event", b"": "hook"}[body] == answered_by
 
 
+def test_web_apps_see_the_extensions_their_server_offers(loop: SharedLoop) -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", loop=loop))
+    offered: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
+    talk(web, web_scope(), list(REQUEST))
+    talk(web, web_scope(extensions=offered), list(REQUEST))
+    assert "extensions" not in seen[0]  # none offered, as under uvicorn
+    assert seen[1]["extensions"] == offered
+    assert seen[1]["extensions"] is not offered  # the app's own copy
+
+
 def test_web_headers_beyond_the_plan_cache_are_read_the_same(
     loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
