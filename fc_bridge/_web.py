@@ -212,25 +212,22 @@ def header_plan(headers: Headers) -> HeaderPlan:
     length, and where the request id, the invocation type and the base path are (-1: absent;
     the last one when a name comes twice, as in a dict of the headers).
     """
-    key = _SEPARATOR.join(map(_name, headers))
-    exact = key.count(_SEPARATOR) == len(headers) - 1  # no name holds the separator
-    plan = _header_plans.get(key) if exact else None
+    names = tuple(map(_name, headers))
+    plan = _header_plans.get(names)
     if plan is None:
-        plan = _header_plan([name for name, _ in headers])
-        if exact and len(_header_plans) < MAX_HEADER_PLANS:
-            _header_plans[key] = plan
+        plan = _header_plan(names)
+        if len(_header_plans) < MAX_HEADER_PLANS:
+            _header_plans[names] = plan
     return plan
 
 
-# The names of a request's headers, joined by a byte no HTTP field name holds -> their plan.
-_header_plans: dict[bytes, HeaderPlan] = {}
+_header_plans: dict[tuple[bytes, ...], HeaderPlan] = {}
 MAX_HEADER_PLANS = 64
-_SEPARATOR = b"\n"
 _name = itemgetter(0)
 _value = itemgetter(1)
 
 
-def _header_plan(names: list[bytes]) -> HeaderPlan:
+def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
     keep = [i for i, name in enumerate(names) if name not in CREDENTIAL_HEADERS]
     counted = [i for i, name in enumerate(names) if name[:5] != FC_HEADER_PREFIX]
     where = {name: i for i, name in enumerate(names)}  # the last of a repeated name
