@@ -134,9 +134,8 @@ class WebFunction:
         await send({"type": "http.response.body", "body": payload})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The work that needs no awaiting is in _app_scope: a coroutine's frame is allocated
-        # with it, and one with many variables is over Python's small-object size, a malloc
-        # of its own on every request.
+        # The scope needs nothing awaited: made before the body is read (and dropped if the
+        # request is refused or the client goes away).
         app_scope, context, size, is_async = self._app_scope(scope)
         rid = context.request_id
         target = len(app_scope["fc.request_uri"])  # latin-1: as many characters as bytes
