@@ -220,20 +220,20 @@ _described: dict[tuple[bytes | None, ...], tuple[FunctionInfo, FunctionInfo]] = 
 def context_from_headers(headers: Mapping[bytes, bytes], info: FunctionInfo) -> LocalContext:
     """The context of a web function's request, from the ``x-fc-*`` headers FC sends with it
     (FC_FACTS section 5); what a header does not say comes from ``info``."""
-    rid = headers.get(b"x-fc-request-id")
-    return header_context(rid.decode("latin-1") if rid else str(uuid.uuid4()), headers, info)
+    return header_context(headers.get(b"x-fc-request-id"), headers, info)
 
 
 def header_context(
-    request_id: str,
+    request_id: bytes | None,
     headers: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]],
     info: FunctionInfo,
 ) -> HeaderContext:
-    """A web function request's context: its id now, the rest from ``headers`` (a dict of them
-    or their list) when first read, what they do not say from ``info``. Made without a class
-    call, which costs more than the rest (one per request)."""
+    """A web function request's context: its id now (the ``x-fc-request-id`` header's value;
+    a new one if none), the rest from ``headers`` (a dict of them or their list) when first
+    read, what they do not say from ``info``. Made without a class call, which costs more than
+    the rest (one per request)."""
     context: HeaderContext = _new(HeaderContext)
-    context.request_id = request_id
+    context.request_id = request_id.decode("latin-1") if request_id else str(uuid.uuid4())
     context._headers = headers
     context._info = info
     return context

@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -156,8 +155,7 @@ class WebFunction:
         headers = sent if keep is None else list(keep(sent))
         if counted is not None:
             size += sum(map(len, map(_value, counted(sent))))
-        rid = (sent[rid_at][1].decode("latin-1") if rid_at >= 0 else "") or str(uuid.uuid4())
-        context = header_context(rid, sent, self.function)
+        context = header_context(sent[rid_at][1] if rid_at >= 0 else None, sent, self.function)
         options = self.options
         root_path = options.root_path or None  # "" too: none given
         if root_path is None and base_at >= 0:
