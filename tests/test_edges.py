@@ -327,6 +327,18 @@ def web_scope(path: str = "/", method: str = "GET", **extra: Any) -> dict[str, A
 REQUEST: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
 
 
+def recording(seen: list[Scope]) -> Any:
+    """A web app that keeps each request's scope in ``seen``, reads the body, answers 204."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
 @pytest.mark.parametrize(
     ("options", "scheme", "client"),
     [
@@ -339,11 +351,7 @@ def test_web_scheme_and_client_follow_the_options(
     loop: SharedLoop, options: dict[str, Any], scheme: str, client: tuple[str, int]
 ) -> None:
     seen: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    app = recording(seen)
 
     web = WebFunction(Bridge(app, lifespan="off", loop=loop, **options))
     proxied = [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https")]
@@ -405,12 +413,7 @@ def test_web_requests_read_fcs_headers_by_name_whatever_else_they_hold(loop: Sha
     # A plan per set of header names says where FC's headers are: each set its own (a name
     # holding a newline is not two names), a repeated name's last value, as a dict would.
     seen: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope)
-        await receive()
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    app = recording(seen)
 
     web = WebFunction(Bridge(app, lifespan="off", limits=Limits(async_request_body=4), loop=loop))
 
@@ -462,11 +465,7 @@ def test_web_function_tells_fcs_calls_from_the_apps_routes(
 
 def test_web_apps_see_the_extensions_their_server_offers(loop: SharedLoop) -> None:
     seen: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    app = recording(seen)
 
     web = WebFunction(Bridge(app, lifespan="off", loop=loop))
     offered: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
@@ -481,11 +480,7 @@ def test_web_headers_beyond_the_plan_cache_are_read_the_same(
     loop: SharedLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    app = recording(seen)
 
     plan = (None, None, 0, -1, -1, -1)
     full = {(b"n%d" % n,): plan for n in range(fc_bridge._web.MAX_HEADER_PLANS)}
@@ -513,11 +508,7 @@ def test_web_root_path_is_the_option_else_fcs_base_path_header(
     loop: SharedLoop, option: str | None, header: bytes | None, root_path: str
 ) -> None:
     seen: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    app = recording(seen)
 
     web = WebFunction(Bridge(app, lifespan="off", root_path=option, loop=loop))
     scope = web_scope(root_path + "/x")
