@@ -15,31 +15,38 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._bridge import Bridge, bridge
-from ._errors import (
-    ConfigError,
-    FCBridgeError,
-    LifespanError,
-    ReentrantCallError,
-    TargetError,
-    UnsupportedEventError,
-)
 from ._limits import Limits
 from ._loop import SharedLoop
 
 if TYPE_CHECKING:
+    from ._errors import (
+        ConfigError,
+        FCBridgeError,
+        LifespanError,
+        ReentrantCallError,
+        TargetError,
+        UnsupportedEventError,
+    )
     from ._function import FunctionInfo
     from ._types import ASGIApp, ContextLike, EventHandler, FCContext
     from ._version import __version__
     from ._web import WebFunction
 
 # Imported on first use: an FC 2.0 or FC 3.0 function never needs them, and each module costs
-# its import on every cold start.
+# its import on every cold start. The exceptions too: a working function raises none (their
+# classes, six of them, cost more to make than most modules), and a raise imports them.
 _LAZY = {
     "ASGIApp": "_types",
+    "ConfigError": "_errors",
     "ContextLike": "_types",
     "EventHandler": "_types",
+    "FCBridgeError": "_errors",
     "FCContext": "_types",
     "FunctionInfo": "_function",
+    "LifespanError": "_errors",
+    "ReentrantCallError": "_errors",
+    "TargetError": "_errors",
+    "UnsupportedEventError": "_errors",
     "WebFunction": "_web",
     "__version__": "_version",
 }

@@ -7,13 +7,12 @@ from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._context import request_id
-from ._errors import ConfigError, LifespanError, UnsupportedEventError
 from ._headers import BUILTIN, PLAIN
 from ._http import HTTPHandler, Response
 from ._lifespan import Lifespan
 from ._limits import Limits, Rejection, bad_request
 from ._loop import SharedLoop, shared_loop
-from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, hook_timeout
+from ._options import INITIALIZER_TIMEOUT, PRE_STOP_TIMEOUT, Options, config_error, hook_timeout
 
 # Each deployed function is called one way only, so the module for the other way (a fifth of the
 # bridge's import time) is imported on the first call that needs it, not at cold start.
@@ -94,7 +93,7 @@ class Bridge:
         loop: SharedLoop | None = None,
     ) -> None:
         if not callable(app):
-            raise ConfigError(f"app must be an ASGI application (a callable), got {app!r}.")
+            raise config_error(f"app must be an ASGI application (a callable), got {app!r}.")
         self.app = app
         self.options = Options(
             lifespan=lifespan,
@@ -167,6 +166,8 @@ class Bridge:
                 got = _event.describe(event)
                 rejection = bad_request(f"The event is not valid JSON: got {got}.")
                 return event_response(_rejected(rejection, request_id(context)), "case")
+            from ._errors import UnsupportedEventError  # imported when raised (see _options)
+
             raise UnsupportedEventError(
                 f"fc_bridge got an event that is not an HTTP request ({_event.describe(event)}); "
                 "pass bridge(app, on_event=...) to handle events of other triggers."
@@ -204,6 +205,8 @@ class Bridge:
         """
         failure = self._loop.run(self.run_hook("initializer", context))
         if failure is not None:
+            from ._errors import LifespanError  # imported when raised (see _options)
+
             raise LifespanError(f"ASGI {failure}")
 
     def pre_stop(self, context: ContextLike | None = None) -> None:
@@ -211,6 +214,8 @@ class Bridge:
         timeout). Raises LifespanError if it fails."""
         failure = self._loop.run(self.run_hook("pre_stop", context))
         if failure is not None:
+            from ._errors import LifespanError  # imported when raised (see _options)
+
             raise LifespanError(f"ASGI {failure}")
 
     def pre_freeze(self, context: ContextLike | None = None) -> None:

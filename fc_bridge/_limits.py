@@ -11,8 +11,6 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from ._errors import ConfigError
-
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -96,6 +94,8 @@ class Limits:
         )
         for name, value in zip(FIELDS, values, strict=True):
             if value is not None and (type(value) is not int or value < 0):
+                from ._errors import ConfigError  # imported when raised (see _options)
+
                 raise ConfigError(
                     f"Limits.{name} must be a non-negative int or None, got {value!r}."
                 )

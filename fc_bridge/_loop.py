@@ -29,8 +29,6 @@ from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._errors import ReentrantCallError
-
 T = TypeVar("T")
 
 # A task's first step can be taken where it is created (Task(..., eager_start=True)).
@@ -152,6 +150,8 @@ class SharedLoop:
         if running is not None:
             if running is self._loop:
                 coro.close()
+                from ._errors import ReentrantCallError  # imported when raised (see _options)
+
                 raise ReentrantCallError(
                     "The handler was called from inside the application it serves; "
                     "the call would wait for itself forever."

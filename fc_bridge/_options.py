@@ -11,10 +11,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ._context import function_timeout
-from ._errors import ConfigError
 from ._limits import Limits
 
 if TYPE_CHECKING:
+    from ._errors import ConfigError
     from ._types import EventHandler, LifespanMode, Timeout
 
 LIFESPAN_MODES = ("auto", "on", "off")
@@ -31,13 +31,21 @@ INITIALIZER_TIMEOUT = 300.0
 PRE_STOP_TIMEOUT = 90.0
 
 
+def config_error(message: str) -> ConfigError:
+    """The :class:`ConfigError` to raise. The exceptions are imported when one is raised: a
+    function whose options are valid never needs them, and they cost its cold start."""
+    from ._errors import ConfigError
+
+    return ConfigError(message)
+
+
 def check_path_prefix(value: object, option: str) -> str | None:
     """A URL path prefix option (``root_path``, ``prefix``): None, or ``/a/b`` with no
     trailing slash (``"/"`` and ``""`` mean none)."""
     if value is None:
         return None
     if not isinstance(value, str) or (value and not value.startswith("/")):
-        raise ConfigError(f'{option} {value!r} must be None or a path starting with "/".')
+        raise config_error(f'{option} {value!r} must be None or a path starting with "/".')
     return value.rstrip("/")
 
 
@@ -46,14 +54,14 @@ def check_seconds(value: object, option: str, *, allow_none: bool = False) -> fl
         return None
     if type(value) not in (int, float) or not 0 <= value < math.inf:  # type: ignore[operator]
         extra = ", or None" if allow_none else ""
-        raise ConfigError(f"{option} must be a number of seconds >= 0{extra}, got {value!r}.")
+        raise config_error(f"{option} must be a number of seconds >= 0{extra}, got {value!r}.")
     return float(value)  # type: ignore[arg-type]
 
 
 def check_choice(value: object, option: str, choices: tuple[str, ...]) -> Any:
     if value not in choices:
         names = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"'
-        raise ConfigError(f"{option} must be {names}, got {value!r}.")
+        raise config_error(f"{option} must be {names}, got {value!r}.")
     return value
 
 
@@ -91,23 +99,23 @@ class Options:
         self.lifespan: LifespanMode = check_choice(lifespan, "lifespan", LIFESPAN_MODES)
         self.root_path = check_path_prefix(root_path, "root_path")
         if limits is not None and not isinstance(limits, Limits):
-            raise ConfigError(f"limits must be a fc_bridge.Limits, got {limits!r}.")
+            raise config_error(f"limits must be a fc_bridge.Limits, got {limits!r}.")
         self.limits = limits or Limits()
         self.scheme: str = check_choice(scheme, "scheme", SCHEMES)
         if type(forwarded) is not int or not 0 <= forwarded <= 16:
-            raise ConfigError(
+            raise config_error(
                 f"forwarded must be the number of proxies to trust, 0 to 16, got {forwarded!r}."
             )
         self.forwarded = forwarded
         if host is not None and (not isinstance(host, str) or not host or "/" in host):
-            raise ConfigError(f'host must be a host name such as "api.example.com", got {host!r}.')
+            raise config_error(f'host must be a host name such as "api.example.com", got {host!r}.')
         self.host = host
         self.task_timeout = check_seconds(task_timeout, "task_timeout") or 0.0
         if timeout != "auto":
             timeout = check_seconds(timeout, 'timeout (or "auto")', allow_none=True)
         self.timeout: Timeout = timeout
         if on_event is not None and not callable(on_event):
-            raise ConfigError(f"on_event must be a callable (event, context), got {on_event!r}.")
+            raise config_error(f"on_event must be a callable (event, context), got {on_event!r}.")
         self.on_event = on_event
         self.set_cookie: str = check_choice(set_cookie, "set_cookie", SET_COOKIE_MODES)
         self.auto_timeout: float | None = None  # the "auto" timeout, once a context has told it

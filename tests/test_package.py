@@ -80,6 +80,32 @@ def test_each_way_fc_calls_imports_only_its_own_module(call: str, loaded: list[s
     assert done.stdout.strip() == repr(loaded), done.stderr
 
 
+def test_exceptions_are_imported_when_raised_or_named() -> None:
+    # A working function never makes the exception classes; a raise makes them, and the class
+    # raised is the one fc_bridge exports.
+    code = (
+        "import sys\n"
+        "async def app(scope, receive, send):\n"
+        "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b''})\n"
+        "import fc_bridge\n"
+        "h = fc_bridge.bridge(app)\n"
+        f"{CALLS['wsgi']}\n"
+        "print('fc_bridge._errors' in sys.modules)\n"
+        "try:\n"
+        "    fc_bridge.bridge(app, limits=fc_bridge.Limits(request_body=-1))\n"
+        "except Exception as exc:\n"
+        "    print(type(exc) is fc_bridge.ConfigError, isinstance(exc, fc_bridge.FCBridgeError))\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [
+        "False",
+        "True True",
+        "Limits.request_body must be a non-negative int or None, got -1.",
+    ], done.stderr
+
+
 def test_every_exception_is_an_fcbridgeerror_with_a_docstring() -> None:
     for name in fc_bridge.__all__:
         obj = getattr(fc_bridge, name)
