@@ -333,9 +333,8 @@ class Exchange(Call):
         return self.response(self.error) if self.buffered else None
 
     async def finish_streamed(self) -> None:
-        """End a streamed response: the bridge's answer if the app's cannot be sent."""
-        if self.state == COMPLETE and self.error is None and self.refused is None:
-            return  # the common case: sent
+        """End a streamed response that was not sent whole without an error: the bridge's
+        answer if the app's cannot be sent, the app's error logged."""
         send = self._server_send
         assert send is not None
         if self.refused is not None:
@@ -421,22 +420,24 @@ class HTTPHandler:
                 await self._cycle(exchange)
             finally:
                 _timeouts.disarm(exchange)
+        else:
+            # A task of its own with a fresh context: the server's task may carry an earlier
+            # request's context variables (asyncio copies the current context into the
+            # callbacks a request registers, and uvicorn without reset_contextvars resumes
+            # reading a keep-alive connection from inside the request that just finished).
+            task = contextvars.Context().run(
+                loop.create_task, self._cycle(exchange), name=exchange.request_id
+            )
+            exchange.suspended(loop, task)
+            try:
+                await asyncio.shield(task)  # so that a cancellation reaches us, not the app only
+            except asyncio.CancelledError:  # the server is going away: so does the request
+                task.cancel()
+                raise
+        # A response sent whole without an error needs nothing more (and no coroutine made to
+        # say so: every request ends here). A refused one never reaches COMPLETE.
+        if exchange.state != COMPLETE or exchange.error is not None:
             await exchange.finish_streamed()
-            return
-        # A task of its own with a fresh context: the server's task may carry an earlier
-        # request's context variables (asyncio copies the current context into the callbacks a
-        # request registers, and uvicorn without reset_contextvars resumes reading a keep-alive
-        # connection from inside the request that just finished).
-        task = contextvars.Context().run(
-            loop.create_task, self._cycle(exchange), name=exchange.request_id
-        )
-        exchange.suspended(loop, task)
-        try:
-            await asyncio.shield(task)  # so that a cancellation reaches us, not only the app
-        except asyncio.CancelledError:  # the server is going away: so does the request
-            task.cancel()
-            raise
-        await exchange.finish_streamed()
 
     async def _cycle(self, exchange: Exchange) -> Response | None:
         """Run the app for one request: the response when buffered (else None), the exception

@@ -62,20 +62,34 @@ class WebFunction:
         self._http_handler = handler._http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            special = HOOKS.get(scope["path"])
-            if special is None or scope["method"] != special[0]:
-                await self._http(scope, receive, send)
-            elif special[1] is not None:
-                await self._hook(special[1], scope, send)
-            elif self.options.on_event is not None:
-                await self._invoke(scope, receive, send)
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._server_lifespan(receive, send)
             else:
-                await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._server_lifespan(receive, send)
-        else:
-            await self.app(scope, receive, send)  # WebSockets: FC 3.0 web functions pass them
+                await self.app(scope, receive, send)  # WebSockets: FC 3.0 web functions pass them
+            return
+        special = HOOKS.get(scope["path"])
+        if special is not None and scope["method"] == special[0]:
+            if special[1] is not None:
+                await self._hook(special[1], scope, send)
+                return
+            if self.options.on_event is not None:
+                await self._invoke(scope, receive, send)
+                return
+        # A request for the app, served right here (not in a coroutine of its own: every
+        # request comes this way). The scope needs nothing awaited: made before the body is
+        # read (and dropped if the request is refused or the client goes away).
+        app_scope, context, size, is_async = self._app_scope(scope)
+        rid = context.request_id
+        target = len(app_scope["fc.request_uri"])  # latin-1: as many characters as bytes
+        body = await read_body(receive, self.limits, target, size, is_async)
+        if body is None:
+            return
+        if isinstance(body, Rejection):
+            body.log(rid)
+            await send_rejection(send, body, [OWN_ERROR])
+            return
+        await self._http_handler.streamed(app_scope, body, rid, context, receive, send)
 
     async def _server_lifespan(self, receive: Receive, send: Send) -> None:
         # The server's own start and stop. The app's startup waits for POST /initialize (or the
@@ -131,21 +145,6 @@ class WebFunction:
             return
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": payload})
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The scope needs nothing awaited: made before the body is read (and dropped if the
-        # request is refused or the client goes away).
-        app_scope, context, size, is_async = self._app_scope(scope)
-        rid = context.request_id
-        target = len(app_scope["fc.request_uri"])  # latin-1: as many characters as bytes
-        body = await read_body(receive, self.limits, target, size, is_async)
-        if body is None:
-            return
-        if isinstance(body, Rejection):
-            body.log(rid)
-            await send_rejection(send, body, [OWN_ERROR])
-            return
-        await self._http_handler.streamed(app_scope, body, rid, context, receive, send)
 
     def _app_scope(self, scope: Scope) -> tuple[HTTPScope, HeaderContext, int, bool]:
         """The app's scope for a request, its context, its headers' size as FC's limit counts

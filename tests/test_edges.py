@@ -1063,3 +1063,47 @@ def test_a_requests_task_is_named_after_its_request_id(loop: SharedLoop) -> None
         response = httpx.get(url + "/", headers={"x-fc-request-id": "web"})
         assert response.status_code == 200
     assert names == ["first-step", "parked", "driving", "public", "web"]
+
+
+MARKER: contextvars.ContextVar[int] = contextvars.ContextVar("marker")
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_web_app_raising_after_its_response_is_logged_and_the_response_stands(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture, fresh: bool
+) -> None:
+    # fresh: the server runs the request in a task with a fresh context (the app runs in it);
+    # else in a task of the bridge's own. Either way the sent response stands, the error is
+    # logged once with the request id, and the server's task ends normally.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        raise RuntimeError("after the response")
+
+    web = WebFunction(Bridge(app, lifespan="off", loop=loop))
+
+    async def main() -> list[Message]:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return REQUEST[0]
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        context = contextvars.Context()
+        if not fresh:
+            context.run(MARKER.set, 1)
+        await context.run(asyncio.get_running_loop().create_task, web(web_scope(), receive, send))
+        return sent
+
+    assert asyncio.run(main()) == [
+        {"type": "http.response.start", "status": 200, "headers": []},
+        {"type": "http.response.body", "body": b"done"},
+    ]
+    records = [record for record in caplog.records if record.name == "fc_bridge.http"]
+    assert [record.getMessage() for record in records] == [
+        "Exception in ASGI application [request_id=web-req]"
+    ]
+    assert records[0].exc_info is not None
+    assert str(records[0].exc_info[1]) == "after the response"
