@@ -11,6 +11,18 @@ import pytest
 
 import fc_bridge
 
+# An ASGI app answering 204, as source for the subprocesses below.
+NO_CONTENT_APP = (
+    "async def app(scope, receive, send):\n"
+    "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
+    "    await send({'type': 'http.response.body', 'body': b''})\n"
+)
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by this Python in a fresh process: what a cold start imports is seen whole."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
 
 def test_all_is_complete_and_sorted() -> None:
     public = {
@@ -31,7 +43,7 @@ def test_names_only_some_functions_need_are_imported_on_first_use() -> None:
         "print(sorted(m for m in set(sys.modules) - before if m.startswith('fc_bridge')), "
         "web.__module__, info.__module__, kind.__module__)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = python(code)
     assert done.stdout.split() == [
         "['fc_bridge._function',",
         "'fc_bridge._scope',",
@@ -67,16 +79,14 @@ def test_each_way_fc_calls_imports_only_its_own_module(call: str, loaded: list[s
     # A function is called one way only: the other way's module stays out of its cold start.
     code = (
         "import sys\n"
-        "async def app(scope, receive, send):\n"
-        "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
-        "    await send({'type': 'http.response.body', 'body': b''})\n"
+        f"{NO_CONTENT_APP}"
         "from fc_bridge import bridge\n"
         "h = bridge(app, lifespan='off')\n"
         "before = set(sys.modules)\n"
         f"{CALLS[call]}\n"
         "print(sorted(m for m in set(sys.modules) - before if m.startswith('fc_bridge')))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = python(code)
     assert done.stdout.strip() == repr(loaded), done.stderr
 
 
@@ -85,9 +95,7 @@ def test_exceptions_are_imported_when_raised_or_named() -> None:
     # raised is the one fc_bridge exports.
     code = (
         "import sys\n"
-        "async def app(scope, receive, send):\n"
-        "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
-        "    await send({'type': 'http.response.body', 'body': b''})\n"
+        f"{NO_CONTENT_APP}"
         "import fc_bridge\n"
         "h = fc_bridge.bridge(app)\n"
         f"{CALLS['wsgi']}\n"
@@ -98,7 +106,7 @@ def test_exceptions_are_imported_when_raised_or_named() -> None:
         "    print(type(exc) is fc_bridge.ConfigError, isinstance(exc, fc_bridge.FCBridgeError))\n"
         "    print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = python(code)
     assert done.stdout.splitlines() == [
         "False",
         "True True",
