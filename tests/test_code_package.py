@@ -2,7 +2,8 @@
 
 The example's zip is built offline, from the wheels ``make test`` downloads into
 ``.wheelhouse/cp312`` beforehand, and then imported by a fresh CPython 3.12 that sees only the
-unpacked zip (``-I -S``: no site-packages, no environment), as FC's runtime would.
+unpacked zip (``-I -S``: no site-packages, no environment) and cannot write bytecode (``-B``:
+FC's /code is read-only), as FC's runtime would.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import httpx
 import pytest
@@ -76,6 +79,29 @@ print(json.dumps({
 """
 
 
+def compiled_from(stderr: str, code: Path) -> dict[str, list[str]]:
+    """From ``python -v``'s stderr: the modules under ``code`` loaded from bytecode ("pyc")
+    and those compiled from their source ("py")."""
+    loaded: dict[str, list[str]] = {"pyc": [], "py": []}
+    for line in stderr.splitlines():
+        # "# code object from '<bytecode>'" or "# code object from <source>"
+        if line.startswith((f"# code object from {code}/", f"# code object from '{code}/")):
+            path = line.split("from ", 1)[1].strip("'")
+            loaded["pyc" if path.endswith(".pyc") else "py"].append(path)
+    return loaded
+
+
+def pyc_name(source: str, tag: str) -> str:
+    """Where Python ``tag`` looks for a source's bytecode: ``a/__pycache__/b.<tag>.pyc``."""
+    path = PurePosixPath(source)
+    return str(path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").removeprefix("./")
+
+
+def archive_flags(pyc: Path) -> int:
+    """The flags of a bytecode file's header (PEP 552): 0b11 checked hash, 0b01 unchecked."""
+    return int.from_bytes(pyc.read_bytes()[4:8], "little")
+
+
 def test_the_example_packages_into_a_zip_that_answers_in_a_clean_python(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,16 +117,23 @@ def test_the_example_packages_into_a_zip_that_answers_in_a_clean_python(
     assert {"main.py", "fc_bridge/__init__.py", "fc_bridge/_bridge.py"} <= set(names)
     assert any(n.startswith("fastapi/") for n in names)
     assert any(n.startswith("pydantic_core/") and "cpython-312-x86_64" in n for n in names)
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Every module's bytecode for FC's Python, checked against its source by hash, not time.
+    sources = sorted(n for n in names if n.endswith(".py"))
+    bytecode = sorted(n for n in names if n.endswith(".pyc"))
+    assert bytecode == sorted(pyc_name(n, "cpython-312") for n in sources)
+    assert {archive_flags(tmp_path / "code" / n) for n in bytecode} == {0b11}
     assert not [n for n in names if n.startswith(("bin/", "fc_bridge-", "tests/", "s."))]
     done = subprocess.run(
-        [python("3.12"), "-I", "-S", "-c", ANSWER, str(tmp_path / "code")],
+        [python("3.12"), "-I", "-S", "-B", "-v", "-c", ANSWER, str(tmp_path / "code")],
         capture_output=True,
         text=True,
         timeout=120,
         env={"PATH": os.environ["PATH"]},
     )
     assert done.returncode == 0, done.stderr
+    loaded = compiled_from(done.stderr, tmp_path / "code")
+    assert loaded["py"] == [] and len(loaded["pyc"]) > 100, loaded
+    assert f"{tmp_path}/code/fc_bridge/__pycache__/_bridge.cpython-312.pyc" in loaded["pyc"]
     report = json.loads(done.stdout)
     assert report["fc2"] == ["200 OK", {"item_id": 1, "q": "x", "limit": 10}]
     assert report["fc3"] == [200, {"item_id": 2, "q": "y", "limit": 10}]
@@ -177,7 +210,9 @@ def test_only_the_code_goes_in_and_without_requirements_no_pip_runs(
     with zipfile.ZipFile(output) as archive:
         names = archive.namelist()
     assert [n for n in names if not n.startswith("fc_bridge/")] == [
+        "__pycache__/main.cpython-310.pyc",
         "app/__init__.py",
+        "app/__pycache__/__init__.cpython-310.pyc",
         "app/data.json",
         "main.py",
     ]
@@ -288,6 +323,7 @@ def test_progress_shows_on_a_terminal(tmp_path: Path) -> None:
     shown = screen.getvalue()
     assert "Installing requirements.txt for python3.12 (Linux x86_64)" in shown
     assert "\x1b[32mdone\x1b[0m Installing" in shown
+    assert "\x1b[32mdone\x1b[0m Compiling the bytecode for Python" in shown
     assert "Writing f.zip" in shown
 
 
@@ -306,22 +342,128 @@ def other_runtime() -> tuple[str, str]:
     return "python3.10", "cp310"
 
 
-def test_without_the_runtimes_python_pip_runs_here_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+PIP_HERE = (
+    "pip runs under this Python {here}, so requirements that depend on the Python version "
+    '(markers such as python_version < "3.11") are chosen for it'
+)
+NO_BYTECODE = "the zip has no bytecode, so every cold start on FC compiles each module from source"
+
+
+@pytest.mark.parametrize(
+    ("requirements", "compile_", "costs"),
+    [
+        (True, True, [PIP_HERE, NO_BYTECODE]),
+        (True, False, [PIP_HERE]),
+        (False, True, [NO_BYTECODE]),
+        (False, False, []),
+    ],
+)
+def test_without_the_runtimes_python_a_warning_says_what_it_costs(
+    requirements: bool,
+    compile_: bool,
+    costs: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     runtime, wheels = other_runtime()
     monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     (tmp_path / "main.py").write_text("")
-    (tmp_path / "requirements.txt").write_text("idna\n")
+    if requirements:
+        (tmp_path / "requirements.txt").write_text("idna\n")
     argv = ["package", str(tmp_path), "-o", str(tmp_path / "f.zip"), "--runtime", runtime]
+    argv += ["--find-links", str(WHEELHOUSE / wheels), "--no-index"]
     with caplog.at_level(logging.WARNING, logger="fc_bridge.package"):
-        assert main([*argv, "--find-links", str(WHEELHOUSE / wheels), "--no-index"]) == 0
-    [record] = caplog.records
-    assert record.getMessage().startswith(f"No Python {runtime[6:]} with pip on this machine")
-    assert "pass --python PATH" in record.getMessage()
+        assert main([*argv] if compile_ else [*argv, "--no-compile"]) == 0
+    version = runtime[6:]
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    expected = [
+        f"No Python {version} with pip on this machine: "
+        + "; and ".join(costs).format(here=here)
+        + f"; pass --python PATH to use a Python {version}."
+    ]
+    assert [r.getMessage() for r in caplog.records] == (expected if costs else [])
     with zipfile.ZipFile(tmp_path / "f.zip") as archive:
-        assert "idna/__init__.py" in archive.namelist()
+        names = archive.namelist()
+    assert ("idna/__init__.py" in names) is requirements
+    assert not [n for n in names if n.endswith(".pyc")]
+
+
+def test_bytecode_is_checked_against_its_source_so_an_edit_after_packaging_runs(
+    tmp_path: Path,
+) -> None:
+    # FC's console edits the unpacked code in place: the edited source must win over the
+    # bytecode packed beside it (checked-hash bytecode; unchecked would hide the edit).
+    source = tmp_path / "fn"
+    source.mkdir()
+    (source / "main.py").write_text("answer = 'packed'\n")
+    assert main(["package", str(source), "-o", str(tmp_path / "f.zip")]) == 0  # python3.12
+    code = tmp_path / "code"
+    with zipfile.ZipFile(tmp_path / "f.zip") as archive:
+        archive.extractall(code)
+    tag = "cpython-312"
+    assert archive_flags(code / pyc_name("main.py", tag)) == 0b11
+    program = "import sys; sys.path.insert(0, sys.argv[1]); import main; print(main.answer)"
+    run = [python("3.12"), "-I", "-S", "-B", "-v", "-c", program, str(code)]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "packed\n"
+    assert compiled_from(done.stderr, code) == {
+        "pyc": [str(code / pyc_name("main.py", tag))],
+        "py": [],
+    }
+    (code / "main.py").write_text("answer = 'edited'\n")
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "edited\n"
+    assert compiled_from(done.stderr, code) == {"pyc": [], "py": [str(code / "main.py")]}
+
+
+def test_no_compile_leaves_the_bytecode_out(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("")
+    assert main(["package", str(tmp_path), "-o", str(tmp_path / "f.zip"), "--no-compile"]) == 0
+    with zipfile.ZipFile(tmp_path / "f.zip") as archive:
+        names = archive.namelist()
+    assert "main.py" in names and not [n for n in names if n.endswith(".pyc")]
+
+
+def test_a_module_that_does_not_compile_for_the_runtimes_python_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "main.py").write_text("import shapes\n")
+    (tmp_path / "shapes.py").write_text("x = 1\ntype Point = tuple[int, int]\n")  # 3.12 syntax
+    argv = ["package", str(tmp_path), "-o", str(tmp_path / "f.zip"), "--runtime", "python3.10"]
+    with caplog.at_level(logging.WARNING, logger="fc_bridge.package"):
+        assert main(argv) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "shapes.py does not compile for Python 3.10 (SyntaxError: invalid syntax, line 2): "
+        "FC would fail to import it."
+    ]
+    with zipfile.ZipFile(tmp_path / "f.zip") as archive:
+        names = archive.namelist()
+    assert "shapes.py" in names and "__pycache__/main.cpython-310.pyc" in names
+    assert not [n for n in names if n.startswith("__pycache__/shapes.")]
+
+
+def test_a_python_that_cannot_compile_gets_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Python 3.12 with pip that fails to write the bytecode (a full disk, say).
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"import sys, pip"*) echo 3.12;; '
+        '*) echo "Traceback (most recent call last):" >&2; '
+        'echo "OSError: [Errno 28] No space left on device" >&2; exit 1;; esac\n'
+    )
+    fake.chmod(0o755)
+    (tmp_path / "main.py").write_text("")
+    argv = ["package", str(tmp_path), "-o", str(tmp_path / "f.zip"), "--python", str(fake)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"fc-bridge: error: {fake} could not compile the code: "
+        "OSError: [Errno 28] No space left on device\n"
+    )
+    assert not (tmp_path / "f.zip").exists()
 
 
 @pytest.mark.parametrize("given", ["this", "missing"])
@@ -338,7 +480,9 @@ def test_a_python_of_another_version_is_refused(
     )
 
 
-def test_a_chosen_python_of_the_runtimes_version_runs_pip(tmp_path: Path) -> None:
+def test_a_chosen_python_of_the_runtimes_version_runs_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "requirements.txt").write_text("-r more.txt\n-c pins.txt\n")
     (tmp_path / "more.txt").write_text("idna  # the one dependency\n-r requirements.txt\n")
     (tmp_path / "pins.txt").write_text("idna>=2\n")
@@ -347,12 +491,33 @@ def test_a_chosen_python_of_the_runtimes_version_runs_pip(tmp_path: Path) -> Non
     argv += ["--runtime", "python3.12" if version == "3.12" else "python3.10"]
     argv += ["--python", python("3.12" if version == "3.12" else "3.10")]
     wheels = "cp312" if version == "3.12" else "cp310"
-    assert main([*argv, "--find-links", str(WHEELHOUSE / wheels), "--no-index"]) == 0
+    monkeypatch.chdir(WHEELHOUSE)  # --find-links relative to here, where pip does not run
+    assert main([*argv, "--find-links", wheels, "--no-index"]) == 0
     with zipfile.ZipFile(tmp_path / "f.zip") as archive:
         assert "idna/__init__.py" in archive.namelist()
 
 
 def test_pip_runs_under_this_python_when_it_is_the_runtimes_version() -> None:
-    from fc_bridge.local.package import _pip_python
+    from fc_bridge.local.package import _runtime_python
 
-    assert _pip_python(f"{sys.version_info[0]}.{sys.version_info[1]}", None) == sys.executable
+    assert _runtime_python(f"{sys.version_info[0]}.{sys.version_info[1]}", None) == sys.executable
+
+
+@pytest.mark.parametrize(
+    ("given", "to_pip"),
+    [("wheels", "--find-links={cwd}/wheels"), ("https://wheels.example/", None)],
+)
+def test_find_links_reaches_pip_as_a_directory_made_absolute_or_as_a_url(
+    given: str, to_pip: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Sequence[str]] = []
+
+    def build_package(*args: Any, pip_options: Sequence[str], **kwargs: Any) -> int:
+        seen.append(pip_options)
+        return 1
+
+    monkeypatch.setattr("fc_bridge.local.cli.build_package", build_package)
+    monkeypatch.chdir(tmp_path)
+    assert main(["package", str(tmp_path), "--find-links", given, "--no-index"]) == 0
+    expected = to_pip.format(cwd=tmp_path) if to_pip else f"--find-links={given}"
+    assert seen == [[expected, "--no-index"]]

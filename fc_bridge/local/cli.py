@@ -116,7 +116,14 @@ def _parser() -> argparse.ArgumentParser:
         "--no-index", action="store_true", help="only the --find-links wheels, no package index"
     )
     package.add_argument(
-        "--python", metavar="PATH", help="a Python of the runtime's version to run pip with"
+        "--python",
+        metavar="PATH",
+        help="a Python of the runtime's version (runs pip, compiles the bytecode)",
+    )
+    package.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave the bytecode out (then FC compiles every module at each cold start)",
     )
     invoke = commands.add_parser("invoke", help="make one request without a server and print it")
     _common(invoke)
@@ -335,7 +342,10 @@ def _check_port(host: str, port: int) -> None:
 
 def package(args: argparse.Namespace) -> int:
     """fc-bridge package: the zip, and its size against FC's limits."""
-    pip_options = [f"--find-links={args.find_links}"] if args.find_links else []
+    links = args.find_links
+    if links and "://" not in links:  # a directory: pip runs elsewhere, so made absolute
+        links = str(Path(links).resolve())
+    pip_options = [f"--find-links={links}"] if links else []
     if args.no_index:
         pip_options.append("--no-index")
     size = build_package(
@@ -345,6 +355,7 @@ def package(args: argparse.Namespace) -> int:
         requirements=args.requirements,
         pip_options=pip_options,
         python=args.python,
+        bytecode=not args.no_compile,
         progress=Progress(enabled=sys.stderr.isatty()),
     )
     print(f"{args.output}: {describe_size(size)}")

@@ -3,13 +3,15 @@
 The zip holds the user's code (without caches, virtual environments, tests or ``__pycache__``),
 the dependencies in its ``requirements.txt`` installed for Linux x86_64 and the runtime's
 Python (wheels only: FC's machines build nothing), and fc-bridge itself, copied from the
-running installation because it may not be on any package index.
+running installation because it may not be on any package index; with the bytecode of every
+module, compiled by a Python of the runtime's version.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import json
 import logging
 import os
 import re
@@ -69,6 +71,28 @@ SKIPPED_FILES = (
     "s.yaml",  # Serverless Devs' deployment files: they describe the package, not its code
     "s.*.yaml",
 )
+# FC unpacks the zip into /code, which is read-only: Python cannot cache the bytecode it
+# compiles there, so without it in the zip every cold start compiles every module from source.
+# Checked-hash bytecode (PEP 552) is valid whatever times the unpacked files get, and a source
+# edited after packaging (in FC's console) is compiled afresh instead of hidden by stale bytecode.
+# Run under the runtime's Python with -I: its cache tag, no PYTHONPYCACHEPREFIX.
+_COMPILE = r"""
+import json, py_compile, sys
+from importlib.util import cache_from_source
+compiled, failed = [], []
+for name, path in json.load(sys.stdin):
+    cached = cache_from_source(name)
+    try:
+        py_compile.compile(path, cfile=sys.argv[1] + "/" + cached, dfile=name, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    except py_compile.PyCompileError as exc:
+        line = getattr(exc.exc_value, "lineno", None)
+        reason = f"{exc.exc_type_name}: {getattr(exc.exc_value, 'msg', exc.exc_value)}"
+        failed.append([name, reason + (f", line {line}" if line else "")])
+    else:
+        compiled.append(cached)
+json.dump({"compiled": compiled, "failed": failed}, sys.stdout)
+"""
 _SELF = re.compile(r"^\s*fc[-_.]bridge\s*($|[\[<>=!~;#\s])", re.IGNORECASE)
 _NO_WHEEL = re.compile(r"No matching distribution found for (\S+)")
 
@@ -85,14 +109,16 @@ def build_package(
     requirements: Path | None = None,
     pip_options: Sequence[str] = (),
     python: str | None = None,
+    bytecode: bool = True,
     progress: Any = None,
 ) -> int:
     """Write the code package of ``source`` for ``runtime`` to ``output``; its size in bytes.
 
     ``requirements`` defaults to ``source/requirements.txt`` when there is one;
     ``pip_options`` go to pip as they are (``--find-links DIR --no-index`` offline, say);
-    ``python`` is the interpreter to run pip with (default: one of the runtime's version);
-    ``progress`` is a :class:`Progress` (or None for none).
+    ``python`` is the interpreter to run pip and compile with (default: one of the runtime's
+    version); ``bytecode=False`` leaves the bytecode out; ``progress`` is a :class:`Progress`
+    (or None for none).
     """
     if runtime not in RUNTIMES:
         raise PackageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}.")
@@ -104,13 +130,21 @@ def build_package(
         raise PackageError(f"the requirements file {str(requirements)!r} does not exist.")
     progress = progress or Progress(enabled=False)
     output = output.resolve()
+    version = RUNTIMES[runtime]
+    interpreter = _runtime_python(version, python)
+    if interpreter is None and (requirements is not None or bytecode):
+        _warn_no_python(version, requirements is not None, bytecode)
     with tempfile.TemporaryDirectory(prefix="fc-bridge-package-") as work:
         staging = Path(work) / "package"
         staging.mkdir()
         if requirements is not None:
             with progress.step(f"Installing {requirements.name} for {runtime} (Linux x86_64)"):
-                _install(requirements, staging, RUNTIMES[runtime], Path(work), pip_options, python)
+                pip = interpreter or sys.executable
+                _install(requirements, staging, version, Path(work), pip_options, pip)
         files = [*_code_files(source, output), *_bridge_files(), *_files_below(staging)]
+        if bytecode and interpreter is not None:
+            with progress.step(f"Compiling the bytecode for Python {version}"):
+                files += _compile(files, version, interpreter, Path(work))
         output.parent.mkdir(parents=True, exist_ok=True)
         partial = output.with_name(output.name + ".partial")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
@@ -135,12 +169,12 @@ def describe_size(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB, {verdict} ({limits})."
 
 
-def _pip_python(version: str, chosen: str | None) -> str:
-    """The interpreter to run pip with: one of the runtime's Python version if there is one.
+def _runtime_python(version: str, chosen: str | None) -> str | None:
+    """An interpreter of the runtime's Python version with pip, or None if there is none.
 
     pip evaluates environment markers (``exceptiongroup; python_version < "3.11"``) for the
     Python running it, whatever ``--python-version`` says; only platform tags follow the
-    target. So pip runs under the target version when this machine has it.
+    target. And bytecode is only ever read by the Python version that wrote it.
     """
     if chosen is not None:
         if _version_of(chosen) != version:
@@ -156,15 +190,28 @@ def _pip_python(version: str, chosen: str | None) -> str:
     for candidate in filter(None, candidates):
         if _version_of(candidate) == version:
             return candidate
+    return None
+
+
+def _warn_no_python(version: str, pip: bool, bytecode: bool) -> None:
+    """Say what building the zip without a Python of the runtime's version costs."""
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    costs = []
+    if pip:
+        costs.append(
+            f"pip runs under this Python {here}, so requirements that depend on the Python "
+            'version (markers such as python_version < "3.11") are chosen for it'
+        )
+    if bytecode:
+        costs.append(
+            "the zip has no bytecode, so every cold start on FC compiles each module from source"
+        )
     logger.warning(
-        "No Python %s with pip on this machine: pip runs under this Python %d.%d, so "
-        "requirements that depend on the Python version (markers such as "
-        'python_version < "3.11") are chosen for it; pass --python PATH to use a Python %s.',
+        "No Python %s with pip on this machine: %s; pass --python PATH to use a Python %s.",
         version,
-        *sys.version_info[:2],
+        "; and ".join(costs),
         version,
     )
-    return sys.executable
 
 
 def _version_of(interpreter: str) -> str | None:
@@ -187,7 +234,7 @@ def _install(
     python: str,
     work: Path,
     pip_options: Sequence[str],
-    interpreter: str | None,
+    interpreter: str,
 ) -> None:
     """pip install ``requirements`` into ``target`` as wheels for FC's Linux and ``python``."""
     kept = _requirement_lines(requirements, set())
@@ -196,7 +243,7 @@ def _install(
     filtered = work / "requirements.txt"
     filtered.write_text("\n".join(kept) + "\n")
     command = [
-        _pip_python(python, interpreter),
+        interpreter,
         "-m",
         "pip",
         "install",
@@ -228,8 +275,7 @@ def _install(
                 f"{missing.group(1)} has no wheel for Linux x86_64 and Python {python} "
                 "(FC builds nothing from source): choose a version or a package that has one."
             )
-        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
-        raise PackageError(f"pip could not install {requirements.name}: {last[0].strip()}")
+        raise PackageError(f"pip could not install {requirements.name}: {_last_line(done.stderr)}")
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts for this machine
 
 
@@ -256,6 +302,38 @@ def _requirement_lines(requirements: Path, seen: set[Path]) -> list[str]:
         else:
             lines.append(f"--constraint {path.parent / include.group(2)}")
     return lines
+
+
+def _compile(
+    files: list[tuple[str, Path]], version: str, interpreter: str, work: Path
+) -> list[tuple[str, Path]]:
+    """The bytecode of the ``.py`` files for Python ``version``, as zip names and paths; warns
+    of each module that does not compile, which FC would fail to import."""
+    sources = [(name, str(path)) for name, path in files if name.endswith(".py")]
+    out = work / "bytecode"
+    done = subprocess.run(
+        [interpreter, "-I", "-c", _COMPILE, str(out)],
+        input=json.dumps(sources),
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise PackageError(f"{interpreter} could not compile the code: {_last_line(done.stderr)}")
+    report = json.loads(done.stdout)
+    for name, reason in report["failed"]:
+        logger.warning(
+            "%s does not compile for Python %s (%s): FC would fail to import it.",
+            name,
+            version,
+            reason,
+        )
+    return [(name, out / name) for name in report["compiled"]]
+
+
+def _last_line(stderr: str) -> str:
+    """What a failed command said last (its error, after any traceback)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
 
 
 def _code_files(source: Path, output: Path) -> Iterator[tuple[str, Path]]:
