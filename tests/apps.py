@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -111,6 +112,11 @@ async def boom(request: Request) -> Response:
     raise RuntimeError("boom")
 
 
+async def tooling(request: Request) -> Response:
+    """The local tooling the serving process has imported."""
+    return JSONResponse(sorted(m for m in sys.modules if m.startswith("fc_bridge.local")))
+
+
 async def big_headers(request: Request) -> Response:
     # No media type: x-big is the response's only header FC counts (content-length is FC's).
     size = int(request.query_params["size"])
@@ -129,6 +135,7 @@ app = Starlette(
         Route("/later", later, methods=["GET", "POST"]),
         Route("/boom", boom),
         Route("/big-headers", big_headers),
+        Route("/tooling", tooling),
     ],
     lifespan=lifespan,
 )

@@ -129,6 +129,14 @@ def test_behind_fc_serves_the_deployed_web_function_on_fcs_headers(tmp_path: Pat
     with serving(*args, env={apps.EVENTS: str(events)}) as served:
         response = httpx.get(served.url + "/hello", headers=FROM_FC)
         assert events.read_text().splitlines() == ["startup"]  # on the first request
+        tooling = httpx.get(served.url + "/tooling", headers=FROM_FC).json()
+    # Nothing of FC's emulation is imported: a deployed web function's cold start needs none.
+    assert tooling == [
+        "fc_bridge.local",
+        "fc_bridge.local.cli",
+        "fc_bridge.local.package",
+        "fc_bridge.local.target",
+    ]
     assert response.status_code == 200
     seen = response.json()
     assert (seen["request_id"], seen["function"], seen["has_credentials"]) == (

@@ -137,3 +137,17 @@ def test_import_does_not_load_the_local_tooling() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_local_tooling_names_its_front_ends_when_they_are_asked_for() -> None:
+    import fc_bridge.local as local
+    from fc_bridge.local import frontend
+
+    named = {name: getattr(local, name) for name in local.__all__}
+    assert (named["MODES"], named["EmulatedFC"], named["LocalWeb"]) == (
+        frontend.MODES,
+        frontend.EmulatedFC,
+        frontend.LocalWeb,
+    )
+    with pytest.raises(AttributeError, match=r"'fc_bridge\.local' has no attribute 'Emulator'"):
+        local.Emulator  # noqa: B018

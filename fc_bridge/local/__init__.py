@@ -15,12 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._function import FunctionInfo, make_context
-from .frontend import MODES, EmulatedFC, LocalWeb
 
 if TYPE_CHECKING:
     from .._bridge import Bridge
+    from .frontend import MODES, EmulatedFC, LocalWeb
 
 __all__ = ["MODES", "EmulatedFC", "FunctionInfo", "LocalWeb", "asgi_app", "make_context"]
+
+# The front ends are imported when first named: a deployed web function runs the CLI from this
+# package (serve --behind-fc) and needs none of them.
+_FRONTEND = frozenset({"MODES", "EmulatedFC", "LocalWeb"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FRONTEND:
+        from . import frontend
+
+        return getattr(frontend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def asgi_app(
@@ -40,6 +52,8 @@ def asgi_app(
     describes the function for the contexts (default: the ``FC_*`` environment variables);
     ``per_request`` lets fc_bridge.testing's clients set a request's context.
     """
+    from .frontend import MODES, EmulatedFC, LocalWeb
+
     if mode not in MODES:
         raise ConfigError(f'mode must be "fc2", "fc3" or "web", got {mode!r}.')
     if mode == "web":

@@ -23,17 +23,21 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import FCBridgeError, TargetError
 from .._function import FunctionInfo
 from .._version import __version__
 from .._web import WebFunction
 from . import asgi_app
-from .emulator import Invocation, http_event, wsgi_environ
-from .frontend import EmulatedFC, LocalWeb, asgi_request
 from .package import RUNTIMES, Progress, build_package, describe_size
 from .target import load_bridge
+
+if TYPE_CHECKING:
+    # FC's side of an invocation: imported by the commands that emulate it, not by the
+    # deployed web function (serve --behind-fc), whose cold start would pay for them.
+    from .emulator import Invocation
+    from .frontend import EmulatedFC, LocalWeb
 
 logger = logging.getLogger("fc_bridge.cli")
 
@@ -287,7 +291,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.reload:  # uvicorn re-imports in a new process: it gets the options from there
         os.environ[RELOAD_OPTIONS] = json.dumps(vars(args), default=str)
         uvicorn.run("fc_bridge.local.cli:reloaded_app", factory=True, reload=True, **options)
-    elif isinstance(app, (WebFunction, LocalWeb)):
+    elif args.mode == "web":  # the deployed WebFunction, or LocalWeb in front of it
         # No server-level lifespan: uvicorn would log "Application startup complete" while the
         # app's startup waits for POST /initialize. The app logs its own startup when it runs,
         # and its shutdown runs when the server stops.
@@ -363,6 +367,9 @@ def package(args: argparse.Namespace) -> int:
 
 
 def invoke(args: argparse.Namespace) -> int:
+    from .emulator import Invocation
+    from .frontend import LocalWeb
+
     app = build(args)
     headers = [_header(text) for text in args.header]
     if not any(name.lower() == "host" for name, _ in headers):
@@ -403,6 +410,8 @@ def invoke(args: argparse.Namespace) -> int:
 def _print_raw(front: EmulatedFC, invocation: Invocation, context: Any) -> int:
     """What the handler itself gave FC: FC 2.0's start_response arguments and body chunks,
     or FC 3.0's response dict."""
+    from .emulator import http_event, wsgi_environ
+
     if front.mode == "fc3":
         event = http_event(invocation, request_id=context.request_id)
         result = front.bridge.event(event, context)
@@ -424,6 +433,8 @@ def _print_raw(front: EmulatedFC, invocation: Invocation, context: Any) -> int:
 async def _web_invoke(
     app: LocalWeb, method: str, target: str, headers: list[tuple[str, str]], body: bytes
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    from .frontend import asgi_request
+
     try:
         return await asgi_request(app, method, target, headers, body)
     finally:
