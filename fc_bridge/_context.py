@@ -5,26 +5,15 @@ the bridge reads every field through :func:`field`, which takes either and never
 Credentials are live secrets. They come only from where FC itself puts them (the context, the
 ``ALIBABA_CLOUD_*`` environment variables, or a web function's ``x-fc-*`` request headers), are
 never invented, and never appear in a repr, a log line or an error page: a dict context reaches
-the app wrapped in :class:`AppContext`, whose repr hides them. Contexts made where FC sends
-none (a web function's headers, local tooling) are in ``_function``.
+the app wrapped in ``_dictcontext.AppContext`` (imported for the first dict context: FC passes
+objects), whose repr hides them. Contexts made where FC sends none (a web function's headers,
+local tooling) are in ``_function``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-SECRET_KEYS = frozenset(
-    {
-        "credentials",
-        "access_key_id",
-        "access_key_secret",
-        "security_token",
-        "accessKeySecret",
-        "accessKeyId",
-        "securityToken",
-    }
-)
 
 
 def field(context: object, *path: str) -> Any:
@@ -65,41 +54,6 @@ def function_timeout(context: object) -> float | None:
     return None
 
 
-class AppContext(Mapping[str, Any]):
-    """A dict context as the app sees it: attributes and keys both work, nested dicts too,
-    and its repr names the keys but shows no credential."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._data = data
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            value = self._data[name]
-        except KeyError:
-            raise AttributeError(name) from None
-        return AppContext(value) if isinstance(value, Mapping) else value
-
-    def __getitem__(self, key: str) -> Any:
-        value = self._data[key]
-        return AppContext(value) if isinstance(value, Mapping) else value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(
-            f"{k!r}: <redacted>" if k in SECRET_KEYS else f"{k!r}: {self[k]!r}" for k in self._data
-        )
-        return "AppContext({" + inner + "})"
-
-    __str__ = __repr__
-
-
 class RedactedContext:
     """An attribute context whose own repr would show its fields (a dataclass, say): the same
     attributes, and a repr that shows none of them."""
@@ -129,6 +83,8 @@ def for_app(context: Any) -> Any:
     if context is None:
         return None
     if isinstance(context, dict):
+        from ._dictcontext import AppContext  # tests and tools pass dicts, FC never does
+
         return AppContext(context)
     cls = type(context)
     plain = PLAIN_REPRS.get(cls)

@@ -1,4 +1,4 @@
-"""The exceptions fc_bridge raises."""
+"""The exceptions fc_bridge raises: the public ones, and the one it raises inside an app's send."""
 
 from __future__ import annotations
 
@@ -25,3 +25,9 @@ class ReentrantCallError(FCBridgeError, RuntimeError):
 
 class TargetError(FCBridgeError):
     """The CLI's TARGET cannot be imported, or is neither an ASGI app nor a Bridge."""
+
+
+class ResponseRefused(OSError):
+    """Raised inside the app's ``send`` when the bridge refuses its response (a bad header, a
+    body over the limit). An ``OSError``, because ASGI 2.4 apps treat a failing ``send`` as a
+    client that went away and stop producing; the bridge answers FC's 502 instead."""

@@ -47,12 +47,6 @@ STATUSES = range(100, 600)  # an int's membership is one comparison in C
 CANCELLING = sys.version_info >= (3, 11)
 
 
-class ResponseRefused(OSError):
-    """Raised inside the app's ``send`` when the bridge refuses its response (a bad header, a
-    body over the limit). An ``OSError``, because ASGI 2.4 apps treat a failing ``send`` as a
-    client that went away and stop producing; the bridge answers FC's 502 instead."""
-
-
 class Response:
     """What a request produced: status, headers, body chunks, and the app's exception if any."""
 
@@ -220,6 +214,8 @@ class Exchange(Call):
         self.refused = rejection
         self.chunks = []
         self._held = []
+        from ._errors import ResponseRefused  # imported when raised (see _options)
+
         raise ResponseRefused(rejection.message)
 
     def _check_size(self) -> None:
@@ -459,9 +455,9 @@ class HTTPHandler:
             exchange.spawned = track_spawned_tasks()
             await self.app(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]
         except BaseException as exc:  # see the docstring
-            if isinstance(exc, ResponseRefused) and exchange.refused is not None:
-                exc = None  # type: ignore[assignment]  # logged when refused
-            elif isinstance(exc, asyncio.CancelledError) and exchange.expired:
+            # A refused response's ResponseRefused is kept as the error too, never logged: every
+            # answer reads exchange.refused first.
+            if isinstance(exc, asyncio.CancelledError) and exchange.expired:
                 exc = None  # type: ignore[assignment]  # logged at the timeout
                 if exchange.server_task is not None:  # pragma: >=3.11 cover
                     # The timeout's cancellation, taken back: the server's task goes on.

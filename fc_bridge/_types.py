@@ -93,7 +93,7 @@ ContextLike = FCContext | Mapping[str, Any]
 
 class Context(Protocol):
     """The context an app finds in ``scope["fc.context"]``: FC's own, wrapped so that its
-    repr never shows the credentials (:class:`fc_bridge._context.AppContext`)."""
+    repr never shows the credentials (:class:`fc_bridge._dictcontext.AppContext`)."""
 
     def __getattr__(self, name: str) -> Any: ...
 

@@ -90,6 +90,34 @@ def test_each_way_fc_calls_imports_only_its_own_module(call: str, loaded: list[s
     assert done.stdout.strip() == repr(loaded), done.stderr
 
 
+def test_only_a_dict_context_imports_the_dict_wrapper() -> None:
+    # FC passes its context as an object, shown to the app as it is; tests and tools pass
+    # dicts, which the app gets wrapped (and whose repr hides the credentials).
+    code = (
+        "import sys\n"
+        "seen = []\n"
+        f"{NO_CONTENT_APP}"
+        "async def seeing(scope, receive, send):\n"
+        "    seen.append(scope['fc.context'])\n"
+        "    await app(scope, receive, send)\n"
+        "from fc_bridge import bridge\n"
+        "h = bridge(seeing, lifespan='off')\n"
+        "class FCContext:\n"
+        "    request_id = 'r-1'\n"
+        "environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/', 'HTTP_HOST': 'h'}\n"
+        "h({**environ, 'fc.context': FCContext()}, lambda *a: None)\n"
+        "print('fc_bridge._dictcontext' in sys.modules, type(seen[-1]).__name__)\n"
+        "secret = {'request_id': 'r-2', 'credentials': {'access_key_secret': 'canary'}}\n"
+        "h({**environ, 'fc.context': secret}, lambda *a: None)\n"
+        "print('fc_bridge._dictcontext' in sys.modules, repr(seen[-1]))\n"
+    )
+    done = python(code)
+    assert done.stdout.splitlines() == [
+        "False FCContext",
+        "True AppContext({'request_id': 'r-2', 'credentials': <redacted>})",
+    ], done.stderr
+
+
 def test_exceptions_are_imported_when_raised_or_named() -> None:
     # A working function never makes the exception classes; a raise makes them, and the class
     # raised is the one fc_bridge exports.
