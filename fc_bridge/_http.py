@@ -176,7 +176,7 @@ class Exchange(Call):
                 if self._gone_event is not None:
                     self._gone_event.set()
                 if self.timers is not None and self.buffered:  # armed: it waited once
-                    _timeouts.arm_background(self, asyncio.get_running_loop(), self.timers)
+                    _timeouts.arm_background(self, asyncio.get_running_loop())
             if not self.buffered:
                 if self._held is None:  # _forward(), inlined: nothing held back
                     await self._server_send(message)  # type: ignore[misc]

@@ -30,10 +30,10 @@ logger = logging.getLogger("fc_bridge.http")
 def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
     """Bound ``exchange``, whose ``task`` did not finish in one step, until the task is done.
     On the loop."""
-    timers = bound(exchange, loop, task)
+    bound(exchange, loop, task)
     task.add_done_callback(partial(disarm, exchange))
     if exchange.complete() and exchange.buffered:
-        arm_background(exchange, loop, timers)
+        arm_background(exchange, loop)
 
 
 def bound(
@@ -47,18 +47,25 @@ def bound(
     exchange.timers = timers
     timeout = exchange.timeout  # worked out on each read: read once
     if timeout is not None:
-        global _deadlines
-        deadlines = _deadlines
-        if deadlines is None or deadlines.loop is not loop:
-            deadlines = _deadlines = Deadlines(loop)
-        deadlines.add(exchange, exchange.started + timeout)
+        deadlines_of(loop).add(exchange, exchange.started + timeout)
     return timers
 
 
+def deadlines_of(loop: asyncio.AbstractEventLoop) -> Deadlines:
+    """The loop's deadlines (nearly always one loop: the last one's are kept)."""
+    global _deadlines
+    deadlines = _deadlines
+    if deadlines is None or deadlines.loop is not loop:
+        deadlines = _deadlines = Deadlines(loop)
+    return deadlines
+
+
 class Deadlines:
-    """The timeouts of a loop's requests on one timer, armed for the earliest: a request costs
+    """The deadlines of a loop's requests on one timer, armed for the earliest: a request costs
     an entry in a dict, not a timer of its own to make and cancel (most end long before their
-    timeout). The timer stays armed when its request ends early; it then finds the next."""
+    deadline). The timer stays armed when its request ends early; it then finds the next.
+    A request's deadline is its timeout until its buffered response is complete, then the end
+    of the wait for the app to return (``task_timeout``): see :func:`_due`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -91,19 +98,28 @@ class Deadlines:
         if due:
             self._arm(min(due.values()))
         for exchange in expired:  # each in a callback of its own, as with a timer each
-            self.loop.call_soon(_expire, exchange, exchange.timers or [])  # (set by bound)
+            self.loop.call_soon(_due, exchange)
 
 
 _deadlines: Deadlines | None = None  # the last loop's (nearly always the only loop)
 EARLY = 0.001
 
 
-def arm_background(
-    exchange: Exchange, loop: asyncio.AbstractEventLoop, timers: list[asyncio.TimerHandle]
-) -> None:
+def arm_background(exchange: Exchange, loop: asyncio.AbstractEventLoop) -> None:
     """The buffered response is complete: return it after ``task_timeout`` if the app goes
-    on (a streamed one has been sent already)."""
-    timers.append(loop.call_later(exchange.handler.task_timeout, _overran, exchange))
+    on (a streamed one has been sent already). Its deadline moves there, in the loop's
+    deadlines rather than a timer of its own, made and cancelled for every request that
+    waited: a complete response leaves the timeout nothing to end (see _expire)."""
+    deadlines_of(loop).add(exchange, loop.time() + exchange.handler.task_timeout)
+
+
+def _due(exchange: Exchange) -> None:
+    """A request's deadline passed: its timeout, or, once its buffered response is complete,
+    the end of the wait for the app to return."""
+    if exchange.buffered and exchange.complete():
+        _overran(exchange)
+    else:
+        _expire(exchange, exchange.timers if exchange.timers is not None else [])  # (bound)
 
 
 def disarm(exchange: Exchange, task: object = None) -> None:

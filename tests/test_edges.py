@@ -1081,6 +1081,21 @@ def test_a_web_app_raising_after_its_response_is_logged_and_the_response_stands(
         raise RuntimeError("after the response")
 
     web = WebFunction(Bridge(app, lifespan="off", loop=loop))
+    assert serve_web_request(web, fresh) == [
+        {"type": "http.response.start", "status": 200, "headers": []},
+        {"type": "http.response.body", "body": b"done"},
+    ]
+    records = [record for record in caplog.records if record.name == "fc_bridge.http"]
+    assert [record.getMessage() for record in records] == [
+        "Exception in ASGI application [request_id=web-req]"
+    ]
+    assert records[0].exc_info is not None
+    assert str(records[0].exc_info[1]) == "after the response"
+
+
+def serve_web_request(web: WebFunction, fresh: bool) -> list[Message]:
+    """One GET served by ``web`` in a task as a server makes it: with a fresh context
+    (uvicorn's reset_contextvars), else with one holding a context variable; what it sent."""
 
     async def main() -> list[Message]:
         sent: list[Message] = []
@@ -1097,13 +1112,42 @@ def test_a_web_app_raising_after_its_response_is_logged_and_the_response_stands(
         await context.run(asyncio.get_running_loop().create_task, web(web_scope(), receive, send))
         return sent
 
-    assert asyncio.run(main()) == [
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize(("timeout", "status"), [(None, 200), (0.1, 504)])
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_web_request_waits_for_its_app_as_long_as_its_timeout_says(
+    loop: SharedLoop, fresh: bool, timeout: float | None, status: int
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0.3)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    web = WebFunction(Bridge(app, lifespan="off", timeout=timeout, loop=loop))
+    assert [m.get("status") for m in serve_web_request(web, fresh)[:1]] == [status]
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_web_response_sent_before_the_timeout_is_left_alone_by_it(
+    loop: SharedLoop, caplog: pytest.LogCaptureFixture, fresh: bool
+) -> None:
+    # A streamed response is the client's once sent: the timeout has nothing left to end (no
+    # 504, no cancellation), and returning a buffered response after task_timeout is not for
+    # a web function either: the app finishes its work after the response, unlogged.
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"sent"})
+        await asyncio.sleep(0.3)  # past both bounds
+        finished.append("finished")
+
+    web = WebFunction(Bridge(app, lifespan="off", timeout=0.1, task_timeout=0.05, loop=loop))
+    assert serve_web_request(web, fresh) == [
         {"type": "http.response.start", "status": 200, "headers": []},
-        {"type": "http.response.body", "body": b"done"},
+        {"type": "http.response.body", "body": b"sent"},
     ]
-    records = [record for record in caplog.records if record.name == "fc_bridge.http"]
-    assert [record.getMessage() for record in records] == [
-        "Exception in ASGI application [request_id=web-req]"
-    ]
-    assert records[0].exc_info is not None
-    assert str(records[0].exc_info[1]) == "after the response"
+    assert finished == ["finished"]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fc_bridge")] == []
