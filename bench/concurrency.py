@@ -8,7 +8,8 @@ of its own) that answers after 10 ms.
 
 Candidates:
 - fc-bridge: ``bridge(app)``, every thread's request on the one shared loop, so all of them
-  share the lifespan's client and its connection pool.
+  share the lifespan's client and its connection pool (a ``SharedLoop`` of its own per round,
+  as the shared-loop design below gets, so that rounds are independent).
 - loop per thread: an event loop per calling thread, ``run_until_complete`` per request; the
   client cannot be shared across loops, so each thread runs the lifespan on its own loop and
   gets a client of its own (its best case: made once per thread, not per request).
@@ -152,7 +153,10 @@ Candidate = tuple[Call, Callable[[], None], Callable[[], None]]  # call, per-thr
 
 
 def fc_bridge_candidate(app: Starlette, path: str) -> Candidate:
-    handler = bridge(app, lifespan="on")
+    # A loop of its own per round, as the shared-loop design below gets, so that rounds are
+    # independent (the process's one loop would carry each round's state into the next).
+    loop = SharedLoop()
+    handler = bridge(app, lifespan="on", loop=loop)
     handler.initializer(None)  # FC's initializer hook: the lifespan makes the client
 
     def call() -> bytes:
@@ -160,7 +164,11 @@ def fc_bridge_candidate(app: Starlette, path: str) -> Candidate:
         body = b"".join(handler(environ(path), lambda s, h, e=None: status.append(s)))
         return body if status == ["200 OK"] else status[0].encode()
 
-    return call, lambda: None, lambda: handler.pre_stop(None)
+    def close() -> None:
+        handler.pre_stop(None)
+        loop.close()
+
+    return call, lambda: None, close
 
 
 def loop_per_thread_candidate(app: Starlette, path: str) -> Candidate:
