@@ -36,19 +36,15 @@ def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[
         arm_background(exchange, loop)
 
 
-def bound(
-    exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
-) -> list[asyncio.TimerHandle]:
+def bound(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
     """Arm ``exchange``'s timeout, which cancels ``task``, until the caller ends it
     (:func:`disarm`) when the request is over: ``task`` may outlive it (a server's task).
-    The request's other timers, which disarm cancels too."""
+    ``exchange.timers`` starts empty: the timers a timeout arms, which disarm cancels too."""
     exchange.task = task
-    timers: list[asyncio.TimerHandle] = []
-    exchange.timers = timers
+    exchange.timers = []
     timeout = exchange.timeout  # worked out on each read: read once
     if timeout is not None:
         deadlines_of(loop).add(exchange, exchange.started + timeout)
-    return timers
 
 
 def deadlines_of(loop: asyncio.AbstractEventLoop) -> Deadlines:
