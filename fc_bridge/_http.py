@@ -268,8 +268,14 @@ class Exchange(Call):
     # Time bounds (_timeouts): armed only once the request has to wait (Call.suspended).
 
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-        _load_timeouts()
+        if _timeouts is None:  # _load_timeouts(), without a call on every request that waits
+            _load_timeouts()
         _timeouts.arm(self, loop, task)
+
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        if self.timers is not None:  # armed (bound): disarmed before the thread is told
+            _timeouts.disarm(self)
+        super().task_done(task)
 
     def wait_limit(self) -> float | None:
         _load_timeouts()
@@ -425,6 +431,7 @@ class HTTPHandler:
                 loop.create_task, self._cycle(exchange), name=exchange.request_id
             )
             exchange.suspended(loop, task)
+            task.add_done_callback(exchange.task_done)
             try:
                 await asyncio.shield(task)  # so that a cancellation reaches us, not the app only
             except asyncio.CancelledError:  # the server is going away: so does the request

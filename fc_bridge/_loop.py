@@ -68,9 +68,10 @@ class Call:
 
     The bridge subclasses it to bound a request in time (see ``_http.Exchange``): ``suspended``
     is called, on the loop, once the task is known to need more than one step, so a request
-    finished in its first step arms no timer; ``settle`` releases the waiting thread with a
-    value before the task is done; ``abandon`` gives the answer of a thread that stopped
-    waiting because nobody ran the loop (its driver blocked it).
+    finished in its first step arms no timer; ``task_done`` when that task is done (what it
+    armed ends there, before the waiting thread is told); ``settle`` releases the waiting
+    thread with a value before the task is done; ``abandon`` gives the answer of a thread that
+    stopped waiting because nobody ran the loop (its driver blocked it).
     """
 
     # Class-level defaults: a request that never waits sets none of them (no __slots__, so
@@ -87,6 +88,11 @@ class Call:
 
     def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         """The task did not finish in one step: arm whatever bounds it. On the loop."""
+
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        """The call's task is done: tell whoever waits on it. On the loop (its done callback)."""
+        if self.owner is not None:  # else not run by a SharedLoop (a server's request)
+            self.owner._finished(self)
 
     def wait_limit(self) -> float | None:
         """Longest a parked thread waits before giving up (``abandon``), or None: forever."""
@@ -227,7 +233,7 @@ class SharedLoop:
             coro.close()
             return
         call.task = asyncio.Task(coro, loop=loop, name=call.name)
-        call.task.add_done_callback(lambda task: self._finished(call))
+        call.task.add_done_callback(call.task_done)
         call.suspended(loop, call.task)
 
     def _finished(self, call: Call) -> None:
@@ -261,7 +267,7 @@ class SharedLoop:
         call.thread = thread = threading.get_ident()
         if not self.fast_path:  # the public path: run_forever steps the task
             task = asyncio.Task(coro, loop=loop, name=call.name)
-            task.add_done_callback(lambda task: self._finished(call))
+            task.add_done_callback(call.task_done)
             # Right after the task's first step: only a task that has to wait arms its bounds.
             loop.call_soon(_after_first_step, loop, call, task)
             return task
@@ -277,7 +283,7 @@ class SharedLoop:
             if poll:
                 self._polled = time.monotonic()
         if not task.done():
-            task.add_done_callback(lambda task: self._finished(call))
+            task.add_done_callback(call.task_done)
             call.suspended(loop, task)
         return task
 

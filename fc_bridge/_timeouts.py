@@ -16,7 +16,6 @@ import logging
 import math
 import sys
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._options import grace
@@ -28,10 +27,9 @@ logger = logging.getLogger("fc_bridge.http")
 
 
 def arm(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-    """Bound ``exchange``, whose ``task`` did not finish in one step, until the task is done.
-    On the loop."""
+    """Bound ``exchange``, whose ``task`` did not finish in one step, until the task is done
+    (the exchange's ``task_done`` disarms it). On the loop."""
     bound(exchange, loop, task)
-    task.add_done_callback(partial(disarm, exchange))
     if exchange.complete() and exchange.buffered:
         arm_background(exchange, loop)
 
@@ -118,8 +116,8 @@ def _due(exchange: Exchange) -> None:
         _expire(exchange, exchange.timers if exchange.timers is not None else [])  # (bound)
 
 
-def disarm(exchange: Exchange, task: object = None) -> None:
-    """End a request's time bounds (also a task's done callback: ``task`` is that task)."""
+def disarm(exchange: Exchange) -> None:
+    """End a request's time bounds."""
     deadlines = exchange.deadlines
     if deadlines is not None:
         deadlines.due.pop(exchange, None)

@@ -938,6 +938,47 @@ def test_a_web_request_that_waited_leaves_nothing_behind_once_answered(fresh: bo
     assert [m.get("status") for m in sent] == [200, None]
 
 
+class Marker:
+    """An object that can be weakly referenced."""
+
+
+@pytest.mark.parametrize("how", ["driven", "parked", "public path"])
+def test_a_request_that_waited_leaves_nothing_behind_once_answered(how: str) -> None:
+    # The FC 2.0 handler's side of the test above: the request's deadline leaves the loop's
+    # timer when its task is done, whether its own thread drove the loop, handed the request
+    # over to the thread driving it, or the loop took the public path (run_forever).
+    made: list[weakref.ref[Any]] = []
+    driving, release = threading.Event(), threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/driver":  # keeps another thread driving the loop
+            driving.set()
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+        else:
+            scope["marker"] = marker = Marker()  # kept alive by the request's scope
+            made.append(weakref.ref(marker))
+            await asyncio.sleep(0)  # waits once: armed
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    loop = SharedLoop(fast_path=how != "public path")
+    handler = Bridge(app, lifespan="off", timeout=60, loop=loop)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            driver = pool.submit(fc_call, handler, "GET", "/driver") if how == "parked" else None
+            assert driver is None or driving.wait(5)
+            response = fc_call(handler, "GET", "/", context=FCContext(request_id="r-1"))
+            release.set()
+            assert driver is None or driver.result(5).status == 200
+        assert (response.status, response.body) == (200, b"ok")
+        gc.collect()
+        assert [ref() for ref in made] == [None]
+        assert fc_bridge._timeouts.deadlines_of(loop.loop).due == {}
+    finally:
+        loop.close()
+
+
 def test_requests_on_one_loop_each_time_out_at_their_own_timeout() -> None:
     # Every timeout on a loop shares one timer (_timeouts.Deadlines), armed for the earliest:
     # a request with a shorter timeout than one already running moves it earlier; one that
