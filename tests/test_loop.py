@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fc_bridge import Bridge, ReentrantCallError
-from fc_bridge._loop import SharedLoop
+from fc_bridge._loop import Call, SharedLoop
 from fc_bridge._types import Receive, Scope, Send
 
 from .conftest import fc_call, fc_environ
@@ -116,6 +116,76 @@ def test_a_finished_driver_hands_the_loop_to_a_waiting_thread(loop: SharedLoop) 
     slow.join(timeout=10)
     assert bodies == {"quick": b"quick", "slow": b"slow"}
     assert order == ["quick", "quick returned", "slow", "slow returned"]
+
+
+class Patient(Call):
+    """A call whose thread gives up after 5 seconds without the loop (a test's bound)."""
+
+    def wait_limit(self) -> float | None:
+        return 5.0
+
+
+class Unarmable(Patient):
+    """A call whose bounds cannot be armed: ``suspended`` raises."""
+
+    def suspended(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        raise RuntimeError("cannot arm")
+
+
+def test_calls_handed_over_together_wake_the_loop_once_and_all_start(loop: SharedLoop) -> None:
+    # Two threads hand their calls over while the driver keeps the loop busy: one wake-up of
+    # the loop starts both, and a call whose start fails (reported as a callback's exception
+    # would be) does not keep the other from starting.
+    event_loop = loop.loop
+    wakeups: list[object] = []
+    reported: list[dict[str, Any]] = []
+    hand_over = event_loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any) -> Any:
+        wakeups.append(callback)
+        return hand_over(callback, *args)
+
+    event_loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+    event_loop.set_exception_handler(lambda _, context: reported.append(context))
+
+    async def driver() -> str:
+        deadline = time.monotonic() + 5
+        while len(loop._parked) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # blocks the loop until both calls are handed over
+        await asyncio.sleep(0)
+        return "driver"
+
+    async def value(n: int) -> int:
+        await asyncio.sleep(0)
+        return n
+
+    results: dict[str, object] = {}
+
+    def run(name: str, coro: Any, call: Call) -> None:
+        try:
+            results[name] = loop.run(coro, call)
+        except Exception as exc:
+            results[name] = exc
+
+    driving = threading.Thread(target=run, args=("driver", driver(), Patient()))
+    driving.start()
+    deadline = time.monotonic() + 5
+    while loop._driver is None:
+        assert time.monotonic() < deadline, "the driver never ran the loop"
+        time.sleep(0.001)
+    threads = [
+        threading.Thread(target=run, args=("unarmable", value(1), Unarmable())),
+        threading.Thread(target=run, args=("plain", value(2), Patient())),
+    ]
+    for thread in threads:
+        thread.start()
+        while thread.is_alive() and len(loop._parked) < 1 + threads.index(thread):
+            time.sleep(0.001)  # parked in this order
+    for thread in [driving, *threads]:
+        thread.join(10)
+    assert results == {"driver": "driver", "unarmable": 1, "plain": 2}
+    assert wakeups == [loop._start_incoming]
+    assert [type(context["exception"]) for context in reported] == [RuntimeError]
 
 
 def test_run_returns_results_and_raises_exceptions_in_the_calling_thread() -> None:
