@@ -358,6 +358,9 @@ class SharedLoop:
             return self._in_helper_thread(self.close)
         with self._mutex:
             loop, self._loop = self._loop, None
+            # Never left over when a close succeeds (closing runs the loop, which starts them);
+            # if it were, the next loop's first hand-over must still wake it.
+            self._incoming = []
         if loop is None or loop.is_closed():
             return
         pending = asyncio.all_tasks(loop)
