@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import itertools
 import os
 import socket
 import statistics
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -103,8 +105,22 @@ def make_app(upstream: str, connections: int) -> Starlette:
     return Starlette(routes=[Route("/io", io_bound), Route("/sleep", sleeps)], lifespan=lifespan)
 
 
+# What FC passes in every environ (``fc.context``, FC_FACTS section 3): each request its own id.
+FUNCTION = types.SimpleNamespace(name="bench", handler="index.handler", memory=512, timeout=60)
+REQUEST_IDS = itertools.count()  # next() is atomic: threads share it safely
+
+
 def environ(path: str) -> dict[str, Any]:
+    context = types.SimpleNamespace(
+        request_id=f"r-{next(REQUEST_IDS)}",
+        credentials=None,
+        region="cn-hangzhou",
+        account_id="1",
+        function=FUNCTION,
+        service=types.SimpleNamespace(name="bench"),
+    )
     return {
+        "fc.context": context,
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
         "SCRIPT_NAME": "",
