@@ -12,7 +12,11 @@ Candidates:
   as the shared-loop design below gets, so that rounds are independent).
 - loop per thread: an event loop per calling thread, ``run_until_complete`` per request; the
   client cannot be shared across loops, so each thread runs the lifespan on its own loop and
-  gets a client of its own (its best case: made once per thread, not per request).
+  gets a client of its own (its best case: made once per thread, not per request). It calls
+  the app directly, without FC's part of the work (the environ, the scope, FC's limits).
+- fc-bridge, loop per thread: the same design with the bridge's work: a bridge per thread, on
+  a loop of its own, with its own lifespan (and client). The shared loop's reference with
+  the FC work counted on both sides.
 - Two designs for sharing one loop, each calling the app directly (no bridge work, so they
   compare the designs alone): "shared loop, app only", fc-bridge's ``SharedLoop`` (the calling
   thread runs the loop itself unless another thread does, then hands its coroutine over); and
@@ -187,6 +191,34 @@ def fc_bridge_candidate(app: Starlette, path: str) -> Candidate:
     return call, lambda: None, close
 
 
+def fc_bridge_per_thread_candidate(app: Starlette, path: str) -> Candidate:
+    """fc-bridge's same work on a loop per thread: each thread a bridge of its own, on a loop
+    of its own, with its own lifespan (and so client). What the bridge would cost without
+    sharing a loop: the reference for its design, the FC work counted on both sides."""
+    local = threading.local()
+    opened: list[tuple[Any, SharedLoop]] = []
+    lock = threading.Lock()
+
+    def setup() -> None:  # in each thread, before the clock starts
+        loop = SharedLoop()
+        local.handler = handler = bridge(app, lifespan="on", loop=loop)
+        handler.initializer(None)
+        with lock:
+            opened.append((handler, loop))
+
+    def call() -> bytes:
+        status: list[str] = []
+        body = b"".join(local.handler(environ(path), lambda s, h, e=None: status.append(s)))
+        return body if status == ["200 OK"] else status[0].encode()
+
+    def close() -> None:
+        for handler, loop in opened:
+            handler.pre_stop(None)
+            loop.close()
+
+    return call, setup, close
+
+
 def loop_per_thread_candidate(app: Starlette, path: str) -> Candidate:
     local = threading.local()
     opened: list[tuple[asyncio.AbstractEventLoop, Any]] = []
@@ -245,8 +277,10 @@ def loop_thread_candidate(app: Starlette, path: str) -> Candidate:
     return call, lambda: None, close
 
 
+PER_THREAD = "fc-bridge, loop per thread"
 CANDIDATES = {
     "fc-bridge": fc_bridge_candidate,
+    PER_THREAD: fc_bridge_per_thread_candidate,
     "loop per thread": loop_per_thread_candidate,
     "shared loop, app only": shared_loop_candidate,
     "loop thread, app only": loop_thread_candidate,
@@ -409,6 +443,11 @@ def main() -> None:
                 checks.append(
                     f"info  {workload}, {threads} threads: the shared loop's design "
                     f"{designs:.2f}x a loop thread's (both calling the app directly)"
+                )
+                same_work = medians["fc-bridge"]["rps"] / medians[PER_THREAD]["rps"]
+                checks.append(
+                    f"info  {workload}, {threads} threads: fc-bridge {same_work:.2f}x its own "
+                    f"work on a loop per thread (a bridge per thread)"
                 )
                 checks.append(
                     f"{'PASS' if ok else 'FAIL'}  {workload}, {threads} threads: fc-bridge "

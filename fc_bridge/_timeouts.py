@@ -46,11 +46,17 @@ def bound(exchange: Exchange, loop: asyncio.AbstractEventLoop, task: asyncio.Tas
 
 
 def deadlines_of(loop: asyncio.AbstractEventLoop) -> Deadlines:
-    """The loop's deadlines (nearly always one loop: the last one's are kept)."""
+    """The loop's deadlines: nearly always the one loop's, looked up once; with loops running
+    side by side (a bridge per thread, each on a loop of its own), each loop keeps its own."""
     global _deadlines
     deadlines = _deadlines
     if deadlines is None or deadlines.loop is not loop:
-        deadlines = _deadlines = Deadlines(loop)
+        deadlines = _by_loop.get(loop)
+        if deadlines is None:
+            deadlines = _by_loop[loop] = Deadlines(loop)
+            if len(_by_loop) > MAX_LOOPS:  # forget the oldest: closed, nearly always (a loop
+                del _by_loop[next(iter(_by_loop))]  # forgotten gets a new one, both work)
+        _deadlines = deadlines
     return deadlines
 
 
@@ -96,6 +102,8 @@ class Deadlines:
 
 
 _deadlines: Deadlines | None = None  # the last loop's (nearly always the only loop)
+_by_loop: dict[asyncio.AbstractEventLoop, Deadlines] = {}  # the latest MAX_LOOPS loops'
+MAX_LOOPS = 64
 EARLY = 0.001
 
 

@@ -979,6 +979,49 @@ def test_a_request_that_waited_leaves_nothing_behind_once_answered(how: str) -> 
         loop.close()
 
 
+def test_bridges_on_loops_side_by_side_keep_one_deadline_timer_per_loop() -> None:
+    # A bridge per thread, each on a loop of its own: requests alternate between the loops,
+    # and each loop keeps its one timer for every deadline, instead of a new timer for each
+    # request whenever the last request was on the other loop (the timers then pile up).
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0)  # waits once: its deadline is armed
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    loops = [SharedLoop(), SharedLoop()]
+    try:
+        handlers = [Bridge(app, lifespan="off", timeout=60, loop=loop) for loop in loops]
+        for _ in range(5):
+            for handler in handlers:
+                assert fc_call(handler, "GET", "/").status == 200
+        armed = [
+            [timer for timer in loop.loop._scheduled if not timer.cancelled()]  # type: ignore[attr-defined]
+            for loop in loops
+        ]
+        assert [len(timers) for timers in armed] == [1, 1]
+    finally:
+        for loop in loops:
+            loop.close()
+
+
+def test_deadlines_are_kept_for_the_latest_loops_only() -> None:
+    # Loops made and closed one after another (tests, tools) are not kept for ever: past
+    # MAX_LOOPS the oldest is forgotten, and a forgotten loop that comes back gets new ones.
+    first = asyncio.new_event_loop()
+    others = [asyncio.new_event_loop() for _ in range(fc_bridge._timeouts.MAX_LOOPS)]
+    try:
+        kept = fc_bridge._timeouts.deadlines_of(first)
+        assert fc_bridge._timeouts.deadlines_of(first) is kept
+        for other in others:
+            fc_bridge._timeouts.deadlines_of(other)
+        assert first not in fc_bridge._timeouts._by_loop
+        assert len(fc_bridge._timeouts._by_loop) == fc_bridge._timeouts.MAX_LOOPS
+        assert fc_bridge._timeouts.deadlines_of(first) is not kept
+    finally:
+        for loop in [first, *others]:
+            loop.close()
+
+
 def test_requests_on_one_loop_each_time_out_at_their_own_timeout() -> None:
     # Every timeout on a loop shares one timer (_timeouts.Deadlines), armed for the earliest:
     # a request with a shorter timeout than one already running moves it earlier; one that
