@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._options import grace
@@ -54,8 +55,9 @@ def deadlines_of(loop: asyncio.AbstractEventLoop) -> Deadlines:
         deadlines = _by_loop.get(loop)
         if deadlines is None:
             deadlines = _by_loop[loop] = Deadlines(loop)
-            if len(_by_loop) > MAX_LOOPS:  # forget the oldest: closed, nearly always (a loop
-                del _by_loop[next(iter(_by_loop))]  # forgotten gets a new one, both work)
+            _loops.append(loop)  # a deque: appended and popped safely from any thread
+            if len(_loops) > MAX_LOOPS:  # forget the oldest: closed, nearly always (a loop
+                _by_loop.pop(_loops.popleft(), None)  # forgotten gets a new one, both work)
         _deadlines = deadlines
     return deadlines
 
@@ -103,6 +105,7 @@ class Deadlines:
 
 _deadlines: Deadlines | None = None  # the last loop's (nearly always the only loop)
 _by_loop: dict[asyncio.AbstractEventLoop, Deadlines] = {}  # the latest MAX_LOOPS loops'
+_loops: deque[asyncio.AbstractEventLoop] = deque()  # the same loops, oldest first
 MAX_LOOPS = 64
 EARLY = 0.001
 
