@@ -59,7 +59,7 @@ from starlette.routing import Route
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fc_bridge import SharedLoop, bridge
+from fc_bridge import Bridge, SharedLoop, bridge
 
 SLEEP = 0.01  # the app's own wait
 UPSTREAM_DELAY = 0.01  # the loopback server's: 20 ms of I/O per request in all
@@ -172,23 +172,32 @@ Call = Callable[[], bytes]
 Candidate = tuple[Call, Callable[[], None], Callable[[], None]]  # call, per-thread setup, close
 
 
+def open_bridge(app: Starlette) -> tuple[Bridge, SharedLoop]:
+    """A bridge on a loop of its own, its lifespan started as FC's initializer hook starts it
+    (the lifespan makes the client)."""
+    loop = SharedLoop()
+    handler = bridge(app, lifespan="on", loop=loop)
+    handler.initializer(None)
+    return handler, loop
+
+
+def close_bridge(handler: Bridge, loop: SharedLoop) -> None:
+    handler.pre_stop(None)
+    loop.close()
+
+
+def wsgi_call(handler: Bridge, path: str) -> bytes:
+    """One request through the FC 2.0 handler: "ok", or the status if it is not 200."""
+    status: list[str] = []
+    body = b"".join(handler(environ(path), lambda s, h, e=None: status.append(s)))
+    return body if status == ["200 OK"] else status[0].encode()
+
+
 def fc_bridge_candidate(app: Starlette, path: str) -> Candidate:
     # A loop of its own per round, as the shared-loop design below gets, so that rounds are
     # independent (the process's one loop would carry each round's state into the next).
-    loop = SharedLoop()
-    handler = bridge(app, lifespan="on", loop=loop)
-    handler.initializer(None)  # FC's initializer hook: the lifespan makes the client
-
-    def call() -> bytes:
-        status: list[str] = []
-        body = b"".join(handler(environ(path), lambda s, h, e=None: status.append(s)))
-        return body if status == ["200 OK"] else status[0].encode()
-
-    def close() -> None:
-        handler.pre_stop(None)
-        loop.close()
-
-    return call, lambda: None, close
+    handler, loop = open_bridge(app)
+    return lambda: wsgi_call(handler, path), lambda: None, lambda: close_bridge(handler, loop)
 
 
 def fc_bridge_per_thread_candidate(app: Starlette, path: str) -> Candidate:
@@ -196,27 +205,19 @@ def fc_bridge_per_thread_candidate(app: Starlette, path: str) -> Candidate:
     of its own, with its own lifespan (and so client). What the bridge would cost without
     sharing a loop: the reference for its design, the FC work counted on both sides."""
     local = threading.local()
-    opened: list[tuple[Any, SharedLoop]] = []
+    opened: list[tuple[Bridge, SharedLoop]] = []
     lock = threading.Lock()
 
     def setup() -> None:  # in each thread, before the clock starts
-        loop = SharedLoop()
-        local.handler = handler = bridge(app, lifespan="on", loop=loop)
-        handler.initializer(None)
+        local.handler, loop = open_bridge(app)
         with lock:
-            opened.append((handler, loop))
-
-    def call() -> bytes:
-        status: list[str] = []
-        body = b"".join(local.handler(environ(path), lambda s, h, e=None: status.append(s)))
-        return body if status == ["200 OK"] else status[0].encode()
+            opened.append((local.handler, loop))
 
     def close() -> None:
         for handler, loop in opened:
-            handler.pre_stop(None)
-            loop.close()
+            close_bridge(handler, loop)
 
-    return call, setup, close
+    return lambda: wsgi_call(local.handler, path), setup, close
 
 
 def loop_per_thread_candidate(app: Starlette, path: str) -> Candidate:

@@ -115,7 +115,8 @@ def arm_background(exchange: Exchange, loop: asyncio.AbstractEventLoop) -> None:
     on (a streamed one has been sent already). Its deadline moves there, in the loop's
     deadlines rather than a timer of its own, made and cancelled for every request that
     waited: a complete response leaves the timeout nothing to end (see _expire)."""
-    deadlines_of(loop).add(exchange, loop.time() + exchange.handler.task_timeout)
+    deadlines = exchange.deadlines or deadlines_of(loop)  # none yet if it has no timeout
+    deadlines.add(exchange, loop.time() + exchange.handler.task_timeout)
 
 
 def _due(exchange: Exchange) -> None:
@@ -124,7 +125,7 @@ def _due(exchange: Exchange) -> None:
     if exchange.buffered and exchange.complete():
         _overran(exchange)
     else:
-        _expire(exchange, exchange.timers if exchange.timers is not None else [])  # (bound)
+        _expire(exchange)
 
 
 def disarm(exchange: Exchange) -> None:
@@ -136,7 +137,7 @@ def disarm(exchange: Exchange) -> None:
         timer.cancel()
 
 
-def _expire(exchange: Exchange, timers: list[asyncio.TimerHandle]) -> None:
+def _expire(exchange: Exchange) -> None:
     task = exchange.task
     if task is None or task.done() or exchange.complete():
         return
@@ -152,6 +153,8 @@ def _expire(exchange: Exchange, timers: list[asyncio.TimerHandle]) -> None:
     for spawned in exchange.spawned or ():
         spawned.cancel()
     loop = asyncio.get_running_loop()
+    timers = exchange.timers
+    assert timers is not None  # set by bound(), which comes before any deadline
     timers.append(loop.call_later(grace(exchange.timeout or 0.0), _settle_late, exchange))
 
 

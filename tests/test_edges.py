@@ -61,7 +61,7 @@ def test_a_late_timer_finds_the_request_done_and_changes_nothing(loop: SharedLoo
         await exchange.task
         fc_bridge._timeouts._settle_late(exchange)
         fc_bridge._timeouts._overran(exchange)
-        fc_bridge._timeouts._expire(exchange, [])
+        fc_bridge._timeouts._expire(exchange)
 
     asyncio.run(main())
     assert (exchange.settled, exchange.expired) == (False, False)
