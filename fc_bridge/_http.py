@@ -20,7 +20,9 @@ import logging
 import os
 import sys
 import time
+import types
 import weakref
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._headers import WEB_FUNCTION, Policy, bad_status, checked
@@ -415,13 +417,21 @@ class HTTPHandler:
             # The server gave the request a task of its own with a fresh context (uvicorn's
             # reset_contextvars, which fc-bridge serve turns on): the app runs right here.
             exchange.server_task = task
-            if _timeouts is None:  # _load_timeouts(), without a call on every request
-                _load_timeouts()
-            _timeouts.bound(exchange, loop, task)  # the server's task outlives it
+            # Its first step taken here: a request that finishes in it (most do) cannot be
+            # cancelled, so only one that waits is bounded in time (from its start, as always).
+            cycle = self._cycle(exchange)
             try:
-                await self._cycle(exchange)
-            finally:
-                _timeouts.disarm(exchange)
+                waiting = cycle.send(None)
+            except StopIteration:
+                pass
+            else:
+                if _timeouts is None:  # _load_timeouts(), without a call on every request
+                    _load_timeouts()
+                _timeouts.bound(exchange, loop, task)  # the server's task outlives it
+                try:
+                    await _resumed(cycle, waiting)
+                finally:
+                    _timeouts.disarm(exchange)
         else:
             # A task of its own with a fresh context: the server's task may carry an earlier
             # request's context variables (asyncio copies the current context into the
@@ -434,8 +444,8 @@ class HTTPHandler:
             task.add_done_callback(exchange.task_done)
             try:
                 await asyncio.shield(task)  # so that a cancellation reaches us, not the app only
-            except asyncio.CancelledError:  # the server is going away: so does the request
-                task.cancel()
+            except (asyncio.CancelledError, GeneratorExit):  # the server is going away: so
+                task.cancel()  # does the request
                 raise
         # A response sent whole without an error needs nothing more (and no coroutine made to
         # say so: every request ends here). A refused one never reaches COMPLETE.
@@ -497,6 +507,25 @@ class HTTPHandler:
         """pre_freeze: give the tasks earlier requests left running ``task_timeout`` seconds."""
         _load_timeouts()
         await _timeouts.settle_leftovers(self, request_id)
+
+
+@types.coroutine
+def _resumed(  # pragma: >=3.11 cover
+    coroutine: Coroutine[Any, Any, Any], waiting: object
+) -> Generator[object, None, Any]:
+    """Await the rest of ``coroutine``, whose first step (taken by hand) yielded ``waiting``:
+    what the task awaiting this gets, as if it had taken that step itself. A task resumes a
+    coroutine with ``send(None)``, which ``yield from`` does; what it throws in (its
+    cancellation) goes to the coroutine."""
+    try:
+        yield waiting
+    except BaseException as exc:  # GeneratorExit too: closed, so is the coroutine
+        try:
+            waiting = coroutine.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        return (yield from _resumed(coroutine, waiting))
+    return (yield from coroutine)
 
 
 def _load_timeouts() -> None:

@@ -1083,6 +1083,73 @@ def test_a_web_request_timing_out_in_the_servers_task_leaves_that_task_serving()
     assert json.loads(sent[1]["body"])["ErrorCode"] == "FunctionTimeout"
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_an_app_that_cleans_up_at_its_timeout_finishes_its_cleanup_before_the_504(
+    fresh: bool,
+) -> None:
+    # The timeout's cancellation reaches the app where it waits; an app that catches it and
+    # awaits its own cleanup first (closing a connection, say) gets to finish it.
+    steps: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            await asyncio.sleep(0.01)
+            steps.append("cleaned up")
+            raise
+
+    web = WebFunction(Bridge(app, lifespan="off", timeout=0.1))
+    sent, receive, send = _one_request()
+
+    async def main() -> None:
+        context = contextvars.Context()
+        if not fresh:
+            context.run(leftover.set, "from an earlier request")
+        loop = asyncio.get_running_loop()
+        await context.run(loop.create_task, web(http_scope("/slow"), receive, send))
+
+    asyncio.run(main())
+    assert steps == ["cancelled", "cleaned up"]
+    assert [m.get("status") for m in sent] == [504, None]
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_web_request_closed_while_its_app_waits_ends_the_app_and_its_deadline(
+    fresh: bool,
+) -> None:
+    # A server's coroutine closed mid-request (its task dropped): the app's own cleanup runs,
+    # nothing is sent, and the request's deadline leaves the loop's timer; whether the app ran
+    # in the server's task or (a context not fresh) in a task of its own.
+    steps: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            steps.append("ended")
+
+    web = WebFunction(Bridge(app, lifespan="off", timeout=60))
+    sent, receive, send = _one_request()
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        request = web(http_scope("/"), receive, send)
+        context = contextvars.Context()
+        if not fresh:
+            context.run(leftover.set, "from an earlier request")
+        context.run(request.send, None)  # its first step, in the server's task: it waits
+        await asyncio.sleep(0.01)  # the app's own task (not fresh) has started
+        due = len(fc_bridge._timeouts.deadlines_of(loop).due)
+        request.close()
+        await asyncio.sleep(0.01)  # the app's own task (not fresh) has ended
+        return due, len(fc_bridge._timeouts.deadlines_of(loop).due)
+
+    assert asyncio.run(main()) == (1, 0)
+    assert (steps, sent) == (["ended"], [])
+
+
 def test_a_cancelled_error_an_app_raises_itself_is_its_failure_in_the_servers_task_too(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
