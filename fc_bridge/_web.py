@@ -32,10 +32,10 @@ from ._scope import scheme as choose_scheme
 
 if TYPE_CHECKING:
     from ._bridge import Bridge
-    from ._types import Headers, HTTPScope, Receive, Scope, Send
+    from ._types import Headers, HTTPScope, Message, Receive, Scope, Send
 
     Getter = Callable[[Headers], Sequence[tuple[bytes, bytes]]]
-    HeaderPlan = tuple[Getter | None, Getter | None, int, int, int, int]
+    HeaderPlan = tuple[Getter | None, Getter | None, int, int, int, int, int, int]
 
 logger = logging.getLogger("fc_bridge.web")
 
@@ -79,11 +79,16 @@ class WebFunction:
         # A request for the app, served right here (not in a coroutine of its own: every
         # request comes this way). The scope needs nothing awaited: made before the body is
         # read (and dropped if the request is refused or the client goes away).
-        app_scope, context, size, is_async = self._app_scope(scope)
+        app_scope, context, size, is_async, bodiless = self._app_scope(scope)
         rid = context.request_id
         target = len(app_scope["fc.request_uri"])  # latin-1: as many characters as bytes
-        body = await read_body(receive, self.limits, target, size, is_async)
-        if body is None:
+        if bodiless:  # nothing to read: only FC's limits on the request line and headers
+            rejection = self.limits.check_request(target, size, 0, is_async=is_async)
+            body: bytes | Rejection | None = b"" if rejection is None else rejection
+            receive = _body_unread(receive)
+        else:
+            body = await read_body(receive, self.limits, target, size, is_async)
+        if body is None:  # the client went away first
             return
         if isinstance(body, Rejection):
             body.log(rid)
@@ -146,11 +151,11 @@ class WebFunction:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": payload})
 
-    def _app_scope(self, scope: Scope) -> tuple[HTTPScope, HeaderContext, int, bool]:
+    def _app_scope(self, scope: Scope) -> tuple[HTTPScope, HeaderContext, int, bool, bool]:
         """The app's scope for a request, its context, its headers' size as FC's limit counts
-        it, and whether it is an asynchronous invocation."""
+        it, whether it is an asynchronous invocation, and whether it has no body."""
         sent: Headers = scope["headers"]
-        keep, counted, size, rid_at, async_at, base_at = header_plan(sent)
+        keep, counted, size, rid_at, async_at, base_at, length_at, coding_at = header_plan(sent)
         headers = sent if keep is None else list(keep(sent))
         if counted is not None:
             size += sum(map(len, map(_value, counted(sent))))
@@ -184,7 +189,14 @@ class WebFunction:
         if extensions is not None:
             app_scope["extensions"] = dict(extensions)
         is_async = async_at >= 0 and sent[async_at][1].lower() == b"async"
-        return app_scope, context, size, is_async
+        # HTTP/1 frames a request's body with one of these headers: without them (or with a
+        # length of 0) there is none, and nothing to wait for (HTTP/2 needs neither).
+        bodiless = (
+            coding_at < 0
+            and (length_at < 0 or sent[length_at][1] == b"0")
+            and scope.get("http_version") in HTTP_1
+        )
+        return app_scope, context, size, is_async, bodiless
 
 
 async def server_lifespan(
@@ -206,7 +218,8 @@ def header_plan(headers: Headers) -> HeaderPlan:
     credentials headers are left out, so an app that logs its headers leaks no secret), the
     getter of the headers FC's limit counts (:func:`request_headers_size`) and their names'
     length, and where the request id, the invocation type and the base path are (-1: absent;
-    the last one when a name comes twice, as in a dict of the headers).
+    the last one when a name comes twice, as in a dict of the headers), then where the
+    Content-Length and Transfer-Encoding are.
     """
     names = tuple(map(_name, headers))
     plan = _header_plans.get(names)
@@ -234,6 +247,8 @@ def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
         where.get(b"x-fc-request-id", -1),
         where.get(b"x-fc-invocation-type", -1),
         where.get(b"x-fc-base-path", -1),
+        where.get(b"content-length", -1),
+        where.get(b"transfer-encoding", -1),
     )
 
 
@@ -243,6 +258,24 @@ def _getter(indices: list[int]) -> Callable[[Headers], Sequence[tuple[bytes, byt
         return itemgetter(*indices)
     # itemgetter of one index gives the item, not a tuple of it; of none, it refuses
     return itemgetter(slice(indices[0], indices[0] + 1) if indices else slice(0, 0))
+
+
+HTTP_1 = ("1.1", "1.0")
+
+
+def _body_unread(receive: Receive) -> Receive:
+    """The server's ``receive`` for a request whose empty body was never asked for: the
+    ``http.request`` the server still holds is skipped (nothing else can follow a request
+    without a body but the disconnect), so an app reading on after the body waits for
+    ``http.disconnect`` as it would have."""
+
+    async def after_the_body() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            message = await receive()
+        return message
+
+    return after_the_body
 
 
 async def read_body(

@@ -403,10 +403,103 @@ def test_web_request_bodies_are_read_to_their_end_or_fcs_limit(
 
     web = WebFunction(Bridge(app, lifespan="off", limits=Limits(request_body=10), loop=loop))
     queue = list(incoming)
-    sent = talk(web, web_scope("/", "POST"), queue)
+    chunked = [(b"x-fc-request-id", b"web-req"), (b"transfer-encoding", b"chunked")]
+    sent = talk(web, web_scope("/", "POST", headers=chunked), queue)
     assert [m.get("status") for m in sent[:1]] == ([] if status is None else [status])
     assert bodies == ([] if body is None else [body])
     assert len(queue) == left
+
+
+@pytest.mark.parametrize(
+    ("version", "framing", "asked"),
+    [
+        ("1.1", [], 0),
+        ("1.1", [(b"content-length", b"0")], 0),
+        ("1.0", [], 0),
+        ("1.1", [(b"content-length", b"2")], 1),
+        ("1.1", [(b"transfer-encoding", b"chunked")], 1),
+        ("2", [], 1),  # HTTP/2 frames a body without either header
+    ],
+    ids=["no length", "length 0", "HTTP/1.0", "length 2", "chunked", "HTTP/2"],
+)
+def test_a_web_request_without_a_body_never_waits_for_one(
+    loop: SharedLoop, version: str, framing: list[tuple[bytes, bytes]], asked: int
+) -> None:
+    # HTTP/1 frames a request body with Content-Length or Transfer-Encoding: without them
+    # there is none, and the app runs without asking the server for it first. An app reading
+    # on after its (empty) body waits for the disconnect as always: the server's leftover
+    # http.request is skipped.
+    seen: list[tuple[str, object]] = []  # who got what, in order
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for _ in range(3):
+            message = await receive()
+            seen.append(("app", message.get("body", message["type"])))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", loop=loop))
+    body = b"ok" if asked else b""
+    incoming: list[Message] = [
+        {"type": "http.request", "body": body, "more_body": False},
+        {"type": "http.disconnect"},
+        {"type": "http.disconnect"},
+    ]
+
+    async def main() -> list[Message]:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            message = incoming.pop(0)
+            seen.append(("server", message.get("body", message["type"])))
+            return message
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        headers = [(b"x-fc-request-id", b"web-req"), *framing]
+        scope = web_scope("/", "POST", http_version=version, headers=headers)
+        loop = asyncio.get_running_loop()
+        await contextvars.Context().run(loop.create_task, web(scope, receive, send))
+        return sent
+
+    assert [m.get("status") for m in asyncio.run(main())] == [204, None]
+    if asked:  # read before the app runs
+        assert seen == [
+            ("server", body),
+            ("app", body),
+            ("server", "http.disconnect"),
+            ("app", "http.disconnect"),
+            ("server", "http.disconnect"),
+            ("app", "http.disconnect"),
+        ]
+    else:  # never asked for before the app reads past its body
+        assert seen == [
+            ("app", b""),
+            ("server", b""),
+            ("server", "http.disconnect"),
+            ("app", "http.disconnect"),
+            ("server", "http.disconnect"),
+            ("app", "http.disconnect"),
+        ]
+
+
+def test_a_web_request_without_a_body_hears_of_a_client_gone_before_it_read_on(
+    loop: SharedLoop,
+) -> None:
+    # The server's first answer is the disconnect (the client went away): the app gets it
+    # as it is, after its own (empty) body.
+    got: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        got.extend([(await receive())["type"], (await receive())["type"]])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    web = WebFunction(Bridge(app, lifespan="off", loop=loop))
+    sent = talk(web, web_scope("/"), [{"type": "http.disconnect"}])
+    assert [m.get("status") for m in sent] == [204, None]
+    assert got == ["http.request", "http.disconnect"]
 
 
 def test_web_requests_read_fcs_headers_by_name_whatever_else_they_hold(loop: SharedLoop) -> None:
@@ -418,6 +511,8 @@ def test_web_requests_read_fcs_headers_by_name_whatever_else_they_hold(loop: Sha
     web = WebFunction(Bridge(app, lifespan="off", limits=Limits(async_request_body=4), loop=loop))
 
     def status(headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+        if body:
+            headers = [*headers, (b"content-length", b"%d" % len(body))]
         scope = web_scope("/", "POST", headers=headers)
         sent = talk(web, scope, [{"type": "http.request", "body": body, "more_body": False}])
         return int(sent[0]["status"])
