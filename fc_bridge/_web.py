@@ -240,6 +240,9 @@ def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
     keep = [i for i, name in enumerate(names) if name not in CREDENTIAL_HEADERS]
     counted = [i for i, name in enumerate(names) if name[:5] != FC_HEADER_PREFIX]
     where = {name: i for i, name in enumerate(names)}  # the last of a repeated name
+    # A body's framing is found whatever the case: a server that does not lowercase header
+    # names (ASGI asks it to) must not have a body go unread.
+    framing = {name.lower(): i for i, name in enumerate(names)}
     return (
         None if len(keep) == len(names) else _getter(keep),
         _getter(counted) if counted else None,
@@ -247,8 +250,8 @@ def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
         where.get(b"x-fc-request-id", -1),
         where.get(b"x-fc-invocation-type", -1),
         where.get(b"x-fc-base-path", -1),
-        where.get(b"content-length", -1),
-        where.get(b"transfer-encoding", -1),
+        framing.get(b"content-length", -1),
+        framing.get(b"transfer-encoding", -1),
     )
 
 

@@ -418,9 +418,10 @@ def test_web_request_bodies_are_read_to_their_end_or_fcs_limit(
         ("1.0", [], 0),
         ("1.1", [(b"content-length", b"2")], 1),
         ("1.1", [(b"transfer-encoding", b"chunked")], 1),
+        ("1.1", [(b"Content-Length", b"2")], 1),  # a server that does not lowercase names
         ("2", [], 1),  # HTTP/2 frames a body without either header
     ],
-    ids=["no length", "length 0", "HTTP/1.0", "length 2", "chunked", "HTTP/2"],
+    ids=["no length", "length 0", "HTTP/1.0", "length 2", "chunked", "not lowercased", "HTTP/2"],
 )
 def test_a_web_request_without_a_body_never_waits_for_one(
     loop: SharedLoop, version: str, framing: list[tuple[bytes, bytes]], asked: int
