@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/fc-bridge serve examples.fastapi_app.main:handler --host 127.0.0.1 --port $(PORT)
 
-$(WHEELHOUSE)/.downloaded: $(STAMP) $(EXAMPLE)/requirements.txt $(EXAMPLE)/requirements-web.txt
+# After the environment (order only): a new environment for another Python needs no new download.
+$(WHEELHOUSE)/.downloaded: $(EXAMPLE)/requirements.txt $(EXAMPLE)/requirements-web.txt | $(STAMP)
 	mkdir -p $(WHEELHOUSE)/cp312 $(WHEELHOUSE)/cp310
 	grep -vi '^fc-bridge' $(EXAMPLE)/requirements.txt > $(WHEELHOUSE)/requirements.txt
 	$(PY312) -m pip download --quiet --dest $(WHEELHOUSE)/cp312 --only-binary=:all: \
