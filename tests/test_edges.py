@@ -951,6 +951,15 @@ def test_the_host_option_stands_in_for_a_missing_host_header(loop: SharedLoop) -
 leftover: contextvars.ContextVar[str] = contextvars.ContextVar("leftover")
 
 
+def server_context(fresh: bool) -> contextvars.Context:
+    """The context a server runs a request's task in: fresh (uvicorn's reset_contextvars), or
+    holding a variable an earlier request set (the app then runs in a task of its own)."""
+    context = contextvars.Context()
+    if not fresh:
+        context.run(leftover.set, "from an earlier request")
+    return context
+
+
 def _one_request() -> tuple[list[Message], Receive, Send]:
     """A server's side of one bodiless request: the list of what the app sends, and the
     receive and send it is called with."""
@@ -987,9 +996,7 @@ def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
     sent, receive, send = _one_request()
 
     async def main() -> bool:
-        context = contextvars.Context()
-        if not fresh:
-            context.run(leftover.set, "from an earlier request")
+        context = server_context(fresh)
         loop = asyncio.get_running_loop()
         task = context.run(loop.create_task, web(http_scope("/slow"), receive, send))
         await started.wait()
@@ -1022,9 +1029,7 @@ def test_a_web_request_that_waited_leaves_nothing_behind_once_answered(fresh: bo
     sent, receive, send = _one_request()
 
     async def main() -> list[object]:
-        context = contextvars.Context()
-        if not fresh:
-            context.run(leftover.set, "from an earlier request")
+        context = server_context(fresh)
         loop = asyncio.get_running_loop()
         await context.run(loop.create_task, web(http_scope("/"), receive, send))
         gc.collect()
@@ -1200,9 +1205,7 @@ def test_an_app_that_cleans_up_at_its_timeout_finishes_its_cleanup_before_the_50
     sent, receive, send = _one_request()
 
     async def main() -> None:
-        context = contextvars.Context()
-        if not fresh:
-            context.run(leftover.set, "from an earlier request")
+        context = server_context(fresh)
         loop = asyncio.get_running_loop()
         await context.run(loop.create_task, web(http_scope("/slow"), receive, send))
 
@@ -1232,9 +1235,7 @@ def test_a_web_request_closed_while_its_app_waits_ends_the_app_and_its_deadline(
     async def main() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
         request = web(http_scope("/"), receive, send)
-        context = contextvars.Context()
-        if not fresh:
-            context.run(leftover.set, "from an earlier request")
+        context = server_context(fresh)
         context.run(request.send, None)  # its first step, in the server's task: it waits
         await asyncio.sleep(0.01)  # the app's own task (not fresh) has started
         due = len(fc_bridge._timeouts.deadlines_of(loop).due)
@@ -1312,9 +1313,6 @@ def test_a_requests_task_is_named_after_its_request_id(loop: SharedLoop) -> None
     assert names == ["first-step", "parked", "driving", "public", "web"]
 
 
-MARKER: contextvars.ContextVar[int] = contextvars.ContextVar("marker")
-
-
 @pytest.mark.parametrize("fresh", [True, False])
 def test_a_web_app_raising_after_its_response_is_logged_and_the_response_stands(
     loop: SharedLoop, caplog: pytest.LogCaptureFixture, fresh: bool
@@ -1353,9 +1351,7 @@ def serve_web_request(web: WebFunction, fresh: bool) -> list[Message]:
         async def send(message: Message) -> None:
             sent.append(message)
 
-        context = contextvars.Context()
-        if not fresh:
-            context.run(MARKER.set, 1)
+        context = server_context(fresh)
         await context.run(asyncio.get_running_loop().create_task, web(web_scope(), receive, send))
         return sent
 
