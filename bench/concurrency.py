@@ -31,6 +31,13 @@ any design sharing one loop (and so the lifespan's client) can reach.
 
     python bench/concurrency.py           # 64 and 128 threads, 3 rounds
     python bench/concurrency.py --quick   # fewer requests, 1 round
+    python bench/concurrency.py --client httpx2 --workload io  # another client library
+
+``--client`` names a module with httpx's API for the second workload. httpcore's connection
+pool (httpx's default transport, 1.0.9) scans its connections for every queued request each
+time a request starts or ends, so a client shared by 64 concurrent requests spends most of
+its CPU there; ``httpx2`` (``pip install httpx2``), a fork whose pool does not, tells how much
+of the gap to a loop per thread (64 small pools) is the client's.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import io
 import itertools
 import os
@@ -63,6 +71,7 @@ from fc_bridge import Bridge, SharedLoop, bridge
 
 SLEEP = 0.01  # the app's own wait
 UPSTREAM_DELAY = 0.01  # the loopback server's: 20 ms of I/O per request in all
+client_library: types.ModuleType = httpx  # --client: a module with httpx's API
 DEADLINE = 120.0  # seconds a round may take at most
 
 # A loopback HTTP/1.1 server that answers every GET "ok" after UPSTREAM_DELAY, keep-alive.
@@ -93,8 +102,9 @@ asyncio.run(main())
 def make_app(upstream: str, connections: int) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        async with httpx.AsyncClient(base_url=upstream, limits=limits) as client:
+        library = client_library
+        limits = library.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with library.AsyncClient(base_url=upstream, limits=limits) as client:
             yield {"client": client}
 
     async def io_bound(request: Request) -> Response:
@@ -403,9 +413,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests, one round")
     parser.add_argument("--threads", type=int, nargs="*", default=[64, 128])
+    parser.add_argument(
+        "--client", default="httpx", help="module with httpx's API for the io workload"
+    )
+    parser.add_argument(
+        "--workload",
+        choices=["all", *(path.lstrip("/") for path, _ in WORKLOADS.values())],
+        default="all",
+        help="only the workload at this path",
+    )
     args = parser.parse_args()
+    global client_library
+    client_library = importlib.import_module(args.client)
+    workloads = {
+        name: plan
+        for name, plan in WORKLOADS.items()
+        if args.workload in ("all", plan[0].lstrip("/"))
+    }
     rounds = 1 if args.quick else 3
-    print(f"Python {sys.version.split()[0]}, {rounds} round(s)\n")
+    version = getattr(client_library, "__version__", "?")
+    print(f"Python {sys.version.split()[0]}, {args.client} {version}, {rounds} round(s)\n")
     lines = [
         "| workload | threads | candidate | req/s | p50 | p99 | CPU / request | errors "
         "| req/s vs loop per thread |",
@@ -414,7 +441,7 @@ def main() -> None:
     checks: list[str] = []
     names = [*CANDIDATES, ONE_LOOP]
     with upstream_server() as upstream:
-        for workload, (path, per_thread) in WORKLOADS.items():
+        for workload, (path, per_thread) in workloads.items():
             if args.quick:
                 per_thread = max(per_thread // 3, 2)
             for threads in args.threads:
