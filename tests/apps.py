@@ -73,6 +73,11 @@ async def hello(request: Request) -> Response:
     )
 
 
+async def peer(request: Request) -> Response:
+    client = request.client
+    return JSONResponse({"client": client.host if client else None, "scheme": request.url.scheme})
+
+
 async def echo(request: Request) -> Response:
     body = await request.body()
     return PlainTextResponse(f"{len(body)}")
@@ -127,6 +132,7 @@ app = Starlette(
     routes=[
         Route("/", hello),
         Route("/hello", hello),
+        Route("/peer", peer),
         Route("/echo", echo, methods=["POST"]),
         Route("/together", together),
         Route("/cookies", cookies),

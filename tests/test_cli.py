@@ -153,6 +153,27 @@ def test_behind_fc_serves_the_deployed_web_function_on_fcs_headers(tmp_path: Pat
     assert events.read_text().splitlines() == ["startup", "shutdown"]  # at SIGTERM
 
 
+@pytest.mark.parametrize(
+    ("mode", "scheme"),
+    [
+        (["--mode", "fc2"], "http"),
+        (["--mode", "fc3"], "https"),  # FC 3.0 reports none: https unless told (README)
+        (["--mode", "web"], "http"),
+        (["--mode", "web", "--behind-fc"], "http"),
+    ],
+)
+def test_serve_trusts_no_forwarding_header_a_client_sends(mode: list[str], scheme: str) -> None:
+    # The bridge's forwarded=n decides which X-Forwarded-* to trust (none by default): the
+    # server in front must not have taken them already (uvicorn does from loopback peers).
+    forged = {"x-forwarded-for": "6.6.6.6", "x-forwarded-proto": "https"}
+    if "--behind-fc" in mode:
+        forged.update(FROM_FC)
+    with serving("tests.apps:app", *mode) as served:
+        response = httpx.get(served.url + "/peer", headers=forged)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"client": "127.0.0.1", "scheme": scheme}
+
+
 def test_web_mode_without_behind_fc_refuses_fcs_headers_and_says_what_to_do() -> None:
     with serving("tests.apps:app", "--mode", "web") as served:
         response = httpx.get(served.url + "/hello", headers=FROM_FC)
@@ -518,6 +539,7 @@ def test_serve_hands_uvicorn_the_front_end_and_fcs_options(
     assert options["port"] == int(port)
     assert options["lifespan"] == "on"  # the front end runs FC's initializer and pre_stop
     assert options["server_header"] is False  # FC sends its own
+    assert options["proxy_headers"] is False  # the bridge's forwarded=n decides
     if reload:
         assert app == "fc_bridge.local.cli:reloaded_app"
         assert (options["factory"], options["reload"]) == (True, True)

@@ -285,6 +285,10 @@ def serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "lifespan": "on",
         "server_header": False,  # FC sends its own
+        # The bridge's forwarded=n decides which X-Forwarded-* headers to trust, none by
+        # default (FC reports the peer): uvicorn's own rewrite would take them from any
+        # loopback client first.
+        "proxy_headers": False,
         # uvicorn formats each access-log line even when its level drops it
         "access_log": args.log_level in ("debug", "info"),
     }
