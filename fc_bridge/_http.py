@@ -411,7 +411,7 @@ class HTTPHandler:
         loop = asyncio.get_running_loop()
         if loop.get_task_factory() is None:  # the server's loop: see the tasks requests start
             loop.set_task_factory(task_factory)
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)  # loop given: Python 3.11 looks it up again otherwise
         fresh = not len(contextvars.copy_context())
         if CANCELLING and task is not None and fresh:  # pragma: >=3.11 cover
             # The server gave the request a task of its own with a fresh context (uvicorn's
