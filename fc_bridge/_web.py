@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._types import Headers, HTTPScope, Message, Receive, Scope, Send
 
     Getter = Callable[[Headers], Sequence[tuple[bytes, bytes]]]
-    HeaderPlan = tuple[Getter | None, Getter | None, int, int, int, int, int, int]
+    HeaderPlan = tuple[Getter | None, Getter | None, int, int, int, int, int]
 
 logger = logging.getLogger("fc_bridge.web")
 
@@ -155,7 +155,7 @@ class WebFunction:
         """The app's scope for a request, its context, its headers' size as FC's limit counts
         it, whether it is an asynchronous invocation, and whether it has no body."""
         sent: Headers = scope["headers"]
-        keep, counted, size, rid_at, async_at, base_at, length_at, coding_at = header_plan(sent)
+        keep, counted, size, rid_at, async_at, base_at, length_at = header_plan(sent)
         headers = sent if keep is None else list(keep(sent))
         if counted is not None:
             size += sum(map(len, map(_value, counted(sent))))
@@ -192,10 +192,8 @@ class WebFunction:
         # HTTP/1 frames a request's body with one of these headers: without them (or with a
         # length of 0) there is none, and nothing to wait for (HTTP/2 needs neither).
         bodiless = (
-            coding_at < 0
-            and (length_at < 0 or sent[length_at][1] == b"0")
-            and scope.get("http_version") in HTTP_1
-        )
+            length_at == UNFRAMED or (length_at >= 0 and sent[length_at][1] == b"0")
+        ) and scope.get("http_version") in HTTP_1
         return app_scope, context, size, is_async, bodiless
 
 
@@ -219,7 +217,7 @@ def header_plan(headers: Headers) -> HeaderPlan:
     getter of the headers FC's limit counts (:func:`request_headers_size`) and their names'
     length, and where the request id, the invocation type and the base path are (-1: absent;
     the last one when a name comes twice, as in a dict of the headers), then where the
-    Content-Length and Transfer-Encoding are.
+    Content-Length is (UNFRAMED: no body's framing at all; CHUNKED: a Transfer-Encoding).
     """
     names = tuple(map(_name, headers))
     plan = _header_plans.get(names)
@@ -231,6 +229,7 @@ def header_plan(headers: Headers) -> HeaderPlan:
 
 
 _header_plans: dict[tuple[bytes, ...], HeaderPlan] = {}
+UNFRAMED, CHUNKED = -1, -2  # a plan's Content-Length index when there is none
 MAX_HEADER_PLANS = 64
 _name = itemgetter(0)
 _value = itemgetter(1)
@@ -243,6 +242,7 @@ def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
     # A body's framing is found whatever the case: a server that does not lowercase header
     # names (ASGI asks it to) must not have a body go unread.
     framing = {name.lower(): i for i, name in enumerate(names)}
+    length_at = framing.get(b"content-length", UNFRAMED)
     return (
         None if len(keep) == len(names) else _getter(keep),
         _getter(counted) if counted else None,
@@ -250,8 +250,7 @@ def _header_plan(names: tuple[bytes, ...]) -> HeaderPlan:
         where.get(b"x-fc-request-id", -1),
         where.get(b"x-fc-invocation-type", -1),
         where.get(b"x-fc-base-path", -1),
-        framing.get(b"content-length", -1),
-        framing.get(b"transfer-encoding", -1),
+        CHUNKED if b"transfer-encoding" in framing else length_at,
     )
 
 
