@@ -9,9 +9,10 @@ import json
 import threading
 import time
 import weakref
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +29,8 @@ from fc_bridge.local import asgi_app
 
 from .conftest import FCContext, fc_call, running_server
 from .test_frontends_asgi import http_scope, talk
+
+T = TypeVar("T")
 
 
 async def completes_then_waits(scope: Scope, receive: Receive, send: Send) -> None:
@@ -460,8 +463,7 @@ def test_a_web_request_without_a_body_never_waits_for_one(
 
         headers = [(b"x-fc-request-id", b"web-req"), *framing]
         scope = web_scope("/", "POST", http_version=version, headers=headers)
-        loop = asyncio.get_running_loop()
-        await contextvars.Context().run(loop.create_task, web(scope, receive, send))
+        await server_task(web(scope, receive, send))
         return sent
 
     assert [m.get("status") for m in asyncio.run(main())] == [204, None]
@@ -922,11 +924,11 @@ def test_a_web_request_cancelled_by_the_server_cancels_the_app(loop: SharedLoop)
         async def send(message: Message) -> None:
             raise AssertionError("nothing is sent for a request the server cancelled")
 
-        server_task = asyncio.get_running_loop().create_task(web(web_scope(), receive, send))
+        task = asyncio.get_running_loop().create_task(web(web_scope(), receive, send))
         await asyncio.sleep(0.05)
-        server_task.cancel()
+        task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await server_task
+            await task
 
     asyncio.run(main())
     assert cancelled == ["app"]
@@ -958,6 +960,11 @@ def server_context(fresh: bool) -> contextvars.Context:
     if not fresh:
         context.run(leftover.set, "from an earlier request")
     return context
+
+
+def server_task(request: Coroutine[Any, Any, T], fresh: bool = True) -> asyncio.Task[T]:
+    """``request`` in a task of its own, as a server runs it, in ``server_context(fresh)``."""
+    return server_context(fresh).run(asyncio.get_running_loop().create_task, request)
 
 
 def _one_request() -> tuple[list[Message], Receive, Send]:
@@ -996,9 +1003,7 @@ def test_a_server_cancelling_a_web_request_cancels_the_app_quietly(
     sent, receive, send = _one_request()
 
     async def main() -> bool:
-        context = server_context(fresh)
-        loop = asyncio.get_running_loop()
-        task = context.run(loop.create_task, web(http_scope("/slow"), receive, send))
+        task = server_task(web(http_scope("/slow"), receive, send), fresh)
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -1029,9 +1034,7 @@ def test_a_web_request_that_waited_leaves_nothing_behind_once_answered(fresh: bo
     sent, receive, send = _one_request()
 
     async def main() -> list[object]:
-        context = server_context(fresh)
-        loop = asyncio.get_running_loop()
-        await context.run(loop.create_task, web(http_scope("/"), receive, send))
+        await server_task(web(http_scope("/"), receive, send), fresh)
         gc.collect()
         return [ref() for ref in made]
 
@@ -1145,7 +1148,7 @@ def test_requests_on_one_loop_each_time_out_at_their_own_timeout() -> None:
         for path, web in webs.items():  # in this order: /slow's timeout is armed first
             sent[path], receive, send = _one_request()
             request = web(http_scope(path), receive, send)
-            tasks[path] = contextvars.Context().run(loop.create_task, request)
+            tasks[path] = server_task(request)
             await asyncio.sleep(0)
         await asyncio.gather(tasks["/done"], tasks["/fast"], tasks["/later"])
         elapsed = loop.time() - start
@@ -1176,8 +1179,7 @@ def test_a_web_request_timing_out_in_the_servers_task_leaves_that_task_serving()
         return getattr(task, "cancelling", lambda: 0)()
 
     async def main() -> int:
-        loop = asyncio.get_running_loop()
-        return await contextvars.Context().run(loop.create_task, serve())
+        return await server_task(serve())
 
     assert asyncio.run(main()) == 0
     assert [m.get("status") for m in sent] == [504, None]
@@ -1205,9 +1207,7 @@ def test_an_app_that_cleans_up_at_its_timeout_finishes_its_cleanup_before_the_50
     sent, receive, send = _one_request()
 
     async def main() -> None:
-        context = server_context(fresh)
-        loop = asyncio.get_running_loop()
-        await context.run(loop.create_task, web(http_scope("/slow"), receive, send))
+        await server_task(web(http_scope("/slow"), receive, send), fresh)
 
     asyncio.run(main())
     assert steps == ["cancelled", "cleaned up"]
@@ -1258,8 +1258,7 @@ def test_a_cancelled_error_an_app_raises_itself_is_its_failure_in_the_servers_ta
     sent, receive, send = _one_request()
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        await contextvars.Context().run(loop.create_task, web(http_scope("/"), receive, send))
+        await server_task(web(http_scope("/"), receive, send))
 
     asyncio.run(main())
     assert [m.get("status") for m in sent] == [500, None]
@@ -1351,8 +1350,7 @@ def serve_web_request(web: WebFunction, fresh: bool) -> list[Message]:
         async def send(message: Message) -> None:
             sent.append(message)
 
-        context = server_context(fresh)
-        await context.run(asyncio.get_running_loop().create_task, web(web_scope(), receive, send))
+        await server_task(web(web_scope(), receive, send), fresh)
         return sent
 
     return asyncio.run(main())
